@@ -1,0 +1,17 @@
+/* rng.h: a small, fast, seedable random generator (xoshiro256**, seeded through splitmix64).
+ * Deterministic across machines, so a seed reproduces an initialisation bit for bit. */
+#ifndef DSC_BASE_RNG_H
+#define DSC_BASE_RNG_H
+
+#include <stdint.h>
+
+typedef struct { uint64_t s[4]; } dsc_rng;
+
+void dsc_rng_seed(dsc_rng *r, uint64_t seed);
+uint64_t dsc_rng_u64(dsc_rng *r);
+/* Uniform in [0, 1) with 24 random bits (exactly representable as float). */
+float dsc_rng_uniform(dsc_rng *r);
+/* Standard normal (Box-Muller on doubles, rounded to float). */
+float dsc_rng_normal(dsc_rng *r);
+
+#endif

@@ -1,0 +1,18 @@
+/* commands.h: the table of dsc subcommands. Each returns the process exit code. */
+#ifndef DSC_CLI_COMMANDS_H
+#define DSC_CLI_COMMANDS_H
+
+#include "dsc.h"
+
+typedef struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+} dsc_command;
+
+extern const dsc_command dsc_commands[];
+
+int cmd_info(int argc, char **argv);
+int cmd_init(int argc, char **argv);
+int cmd_forward(int argc, char **argv);
+
+#endif

@@ -1,0 +1,38 @@
+/* main.c: the dsc command: dispatches to subcommands. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/commands.h"
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "dsc %s: the DeepSeek language-model stack in C\n"
+            "usage: dsc <command> [options]\n\n"
+            "commands:\n"
+            "  info      parameters, FLOPs and KV-cache size of a preset, config or model\n"
+            "  init      write a randomly initialised model directory (config.json + model.safetensors)\n"
+            "  forward   write the logits of every position of a token list\n"
+            "  help      this text; 'dsc <command> --help' for a command's options\n",
+            DSC_VERSION);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(cmd, "--version")) {
+        printf("dsc %s\n", DSC_VERSION);
+        return 0;
+    }
+    for (const dsc_command *c = dsc_commands; c->name; c++)
+        if (!strcmp(c->name, cmd)) return c->run(argc - 1, argv + 1);
+    fprintf(stderr, "dsc: unknown command '%s'\n", cmd);
+    usage(stderr);
+    return 2;
+}
