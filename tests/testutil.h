@@ -26,17 +26,17 @@ static int tu_checks = 0;
     } while (0)
 
 /* Ends main(): prints a summary line and returns the exit code. */
-static int tu_finish(const char *name) {
+__attribute__((unused)) static int tu_finish(const char *name) {
     printf("%s: %d checks, %d failures\n", name, tu_checks, tu_failures);
     return tu_failures ? 1 : 0;
 }
 
-static void tu_fill_normal(dsc_rng *r, float *x, size_t n, float std) {
+__attribute__((unused)) static void tu_fill_normal(dsc_rng *r, float *x, size_t n, float std) {
     for (size_t i = 0; i < n; i++) x[i] = std * dsc_rng_normal(r);
 }
 
 /* max|a-b| / max|b| (error relative to the tensor's largest magnitude, docs/MODEL.md §11). */
-static double tu_rel_error(const float *a, const float *b, size_t n, size_t *worst) {
+__attribute__((unused)) static double tu_rel_error(const float *a, const float *b, size_t n, size_t *worst) {
     double maxdiff = 0, maxref = 0;
     size_t w = 0;
     for (size_t i = 0; i < n; i++) {
@@ -53,7 +53,7 @@ static double tu_rel_error(const float *a, const float *b, size_t n, size_t *wor
 }
 
 /* Checks a tensor against its reference; prints the worst element on failure. */
-static int tu_check_close(const char *what, const float *got, const float *ref, size_t n, double tol) {
+__attribute__((unused)) static int tu_check_close(const char *what, const float *got, const float *ref, size_t n, double tol) {
     size_t w;
     double e = tu_rel_error(got, ref, n, &w);
     CHECK(e <= tol, "%s: relative error %.3g > %.3g (worst at %zu: got %.8g, want %.8g)", what, e, tol, w,
@@ -66,7 +66,7 @@ static int tu_check_close(const char *what, const float *got, const float *ref, 
  * the analytic gradient at the unperturbed params. Central differences with step h.
  * Returns the worst relative error seen. */
 typedef double (*tu_loss_fn)(void *ctx);
-static double tu_gradcheck(const char *what, tu_loss_fn loss, void *ctx, float *params, const float *grad, size_t n,
+__attribute__((unused)) static double tu_gradcheck(const char *what, tu_loss_fn loss, void *ctx, float *params, const float *grad, size_t n,
                            float h, int n_dirs, int n_coords, double tol, dsc_rng *r) {
     double worst = 0;
     float *dir = malloc(sizeof(float) * n), *saved = malloc(sizeof(float) * n);

@@ -41,7 +41,7 @@ void mhc_pre(const dsc_config *c, const mhc_weights *w, mhc_acts *a, float *u, c
 void mhc_post(const dsc_config *c, const mhc_acts *a, float *x_out, const float *x, const float *y, int N);
 
 /* From dx_out: writes dy [N,d] (overwritten), dx += H_resᵀ dx_out, and keeps the gradients of
- * H_post and H_res in a->dcoef. */
+ * H_post and H_res in a->dcoef. dx must not alias dx_out. */
 void mhc_backward_post(const dsc_config *c, mhc_acts *a, float *dx, float *dy, const float *dx_out, const float *x,
                        const float *y, int N);
 /* From du (gradient of u): dx += H_pre ⊗ du + (coefficient path); g->phi, g->bias, g->alpha +=. */

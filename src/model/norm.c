@@ -2,6 +2,7 @@
  * fp32 PyTorch reference differ only by the final rounding. */
 #include <math.h>
 #include <omp.h>
+#include <stddef.h>
 
 #include "model/norm.h"
 

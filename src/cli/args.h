@@ -1,0 +1,25 @@
+/* args.h: a small option parser for the subcommands: "--name value" and "--flag" options, with a
+ * clear error for unknown or malformed ones. */
+#ifndef DSC_CLI_ARGS_H
+#define DSC_CLI_ARGS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct {
+    const char *name;   /* without the leading "--" */
+    bool takes_value;
+    const char *help;
+    const char *value;  /* filled by args_parse (NULL if absent); "" for a present flag */
+} arg_option;
+
+/* Parses argv[1..] (argv[0] is the command name). Prints the error or the help text and returns
+ * 1 (error) or 2 (help shown); 0 on success. */
+int args_parse(int argc, char **argv, arg_option *opts, const char *usage);
+const char *args_get(const arg_option *opts, const char *name);
+/* Parses an integer option (default if absent). Returns false with a message on bad input. */
+bool args_int(const arg_option *opts, const char *name, long long def, long long lo, long long hi, long long *out);
+/* Parses "0,17,42" into a malloc'ed array. Returns false with a message on bad input. */
+bool args_int_list(const char *text, int32_t **out, int *n, const char *what);
+
+#endif
