@@ -23,6 +23,7 @@ static double worst_overall = 0;
 static double compare(const char *fx, const char *what, const float *got, const float *ref, size_t n) {
     size_t w;
     double e = tu_rel_error(got, ref, n, &w);
+    if (getenv("DSC_VERBOSE")) printf("  %-60s %.2e\n", what, e);
     CHECK(e <= TOL, "%s: %s: relative error %.3g (worst at %zu: got %.8g, want %.8g)", fx, what, e, w, (double)got[w],
           (double)ref[w]);
     if (e > worst_overall) worst_overall = e;
