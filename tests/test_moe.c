@@ -277,7 +277,12 @@ static double routing_margin(fixture *f) {
         for (int g = 0; g < G; g++) {
             double m1 = -INFINITY, m2 = -INFINITY;
             for (int e = g * per; e < (g + 1) * per; e++) {
-                if (sel[e] > m1) { m2 = m1; m1 = sel[e]; } else if (sel[e] > m2) m2 = sel[e];
+                if (sel[e] > m1) {
+                    m2 = m1;
+                    m1 = sel[e];
+                } else if (sel[e] > m2) {
+                    m2 = sel[e];
+                }
             }
             gs[g] = f->w.bias ? m1 + m2 : m1;
         }

@@ -1,30 +1,317 @@
-/* sgemm.c: matrix multiply. PLACEHOLDER reference implementation (correct, slow); the tuned
- * AVX-512/AVX2 kernels replace it behind the same interface. */
+/* sgemm.c: the dsc_sgemm front end. Handles the degenerate cases, splits the product between
+ * OpenMP threads (over rows or columns of C, or over K with a reduction when C is tiny), and runs
+ * the cache-blocking loops around the per-ISA packing routines and micro-kernels (sgemm_<isa>.c).
+ * What it does not do: any arithmetic of its own beyond scaling C and summing K-split partials. */
 #include <omp.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kernels/kernels.h"
+#include "kernels/sgemm_internal.h"
 
-static dsc_isa current_isa = DSC_ISA_PORTABLE;
-dsc_isa dsc_kernels_isa(void) { return current_isa; }
-const char *dsc_kernels_isa_name(void) { return "portable"; }
-dsc_isa dsc_kernels_force_isa(dsc_isa isa) { (void)isa; return current_isa; }
-int dsc_num_threads(void) { return omp_get_max_threads(); }
+/* Below this many multiply-adds (64³; ~3 µs on one core) a product runs on one thread: starting
+ * the team would cost about as much as the second core saves. */
+#define PARALLEL_MIN_FMAS (1 << 18)
+/* Fixed cost of a task (claim, call, C tile edges), in multiply-add equivalents. */
+#define TASK_OVERHEAD_FMAS 20000.0
+/* Largest op(B) slice (K x task columns) a thread packs once and keeps for all its tasks: 1 MiB,
+ * so that it stays in L2 (2 MiB a core here) between tasks. */
+#define BCACHE_MAX_FLOATS (1 << 18)
 
-void dsc_sgemm(bool ta, bool tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
-               float beta, float *C, int ldc) {
-#pragma omp parallel for schedule(static) if (!omp_in_parallel() && (double)M * N * K > 1e5)
+typedef struct {
+    bool ta, tb;
+    int M, N, K;
+    float alpha;
+    const float *A;
+    ptrdiff_t lda;
+    const float *B;
+    ptrdiff_t ldb;
+    float beta;
+    float *C;
+    ptrdiff_t ldc;
+} gemm_args;
+
+static const dsc_gemm_impl *impl_for(dsc_isa isa) {
+#if DSC_X86
+    if (isa == DSC_ISA_AVX512) return &dsc_gemm_avx512;
+    if (isa == DSC_ISA_AVX2) return &dsc_gemm_avx2;
+#endif
+    (void)isa;
+    return &dsc_gemm_portable;
+}
+
+static inline int imin(int a, int b) { return a < b ? a : b; }
+static inline int ceil_div(int a, int b) { return (a + b - 1) / b; }
+static inline int round_up(int a, int b) { return ceil_div(a, b) * b; }
+
+/* C = beta C, where beta == 0 overwrites (C may hold NaN). */
+static void scale_c(int M, int N, float beta, float *C, ptrdiff_t ldc) {
+    if (beta == 1.0f) return;
     for (int i = 0; i < M; i++) {
-        for (int j = 0; j < N; j++) {
+        float *c = C + i * ldc;
+        if (beta == 0.0f)
+            memset(c, 0, sizeof(float) * (size_t)N);
+        else
+            for (int j = 0; j < N; j++) c[j] *= beta;
+    }
+}
+
+/* The slow, allocation-free path, used only if the packing buffer cannot be allocated. */
+static void gemm_naive(const gemm_args *p) {
+    for (int i = 0; i < p->M; i++) {
+        for (int j = 0; j < p->N; j++) {
             float acc = 0;
-            for (int k = 0; k < K; k++) {
-                float a = ta ? A[(size_t)k * lda + i] : A[(size_t)i * lda + k];
-                float b = tb ? B[(size_t)j * ldb + k] : B[(size_t)k * ldb + j];
+            for (int k = 0; k < p->K; k++) {
+                float a = p->ta ? p->A[k * p->lda + i] : p->A[i * p->lda + k];
+                float b = p->tb ? p->B[j * p->ldb + k] : p->B[k * p->ldb + j];
                 acc += a * b;
             }
-            float *c = &C[(size_t)i * ldc + j];
-            *c = alpha * acc + (beta == 0.0f ? 0.0f : beta * *c);
+            float *c = &p->C[i * p->ldc + j];
+            *c = p->alpha * acc + (p->beta == 0.0f ? 0.0f : p->beta * *c);
         }
     }
+}
+
+/* Sub-problem: rows [i0, i0+m) and columns [j0, j0+n) of C, K range [k0, k0+k) of the sum. */
+static gemm_args sub_problem(const gemm_args *p, int i0, int m, int j0, int n, int k0, int k) {
+    gemm_args s = *p;
+    s.M = m;
+    s.N = n;
+    s.K = k;
+    s.A = p->ta ? p->A + k0 * p->lda + i0 : p->A + i0 * p->lda + k0;
+    s.B = p->tb ? p->B + j0 * p->ldb + k0 : p->B + k0 * p->ldb + j0;
+    s.C = p->C + i0 * p->ldc + j0;
+    return s;
+}
+
+/* ---- blocking loops ---- */
+
+/* How a call is carried out: C is cut into a tm x tn grid of tasks (whole micro-tiles) that the
+ * threads claim dynamically; or, when C is too small to share (kparts > 1), K is cut into
+ * ranges whose partial products are summed. */
+typedef struct {
+    const dsc_gemm_impl *im;
+    const gemm_args *p;
+    int kc;     /* K block depth: equal blocks of at most im->kc, multiples of 8 */
+    int tm, tn; /* task grid */
+    int kparts;
+    bool whole; /* pack a task's columns of op(B) for all of K once and keep them for the next
+                   task of the same columns (row chunks of one column chunk share them) */
+} gemm_plan;
+
+/* A thread's scratch: packed op(B) and up to mc rows of packed A (transposed A only). */
+typedef struct {
+    float *b, *a;
+    int key_j0, key_n; /* columns of op(B) held in b for all of K (whole mode), or key_n = -1 */
+} workspace;
+
+/* Columns per packed B block for a task n columns wide: equal blocks of at most im->nc. */
+static int col_block(const dsc_gemm_impl *im, int n) {
+    return n <= im->nc ? n : round_up(ceil_div(n, ceil_div(n, im->nc)), im->nr);
+}
+
+/* Widest task of the plan, in columns. */
+static int task_width(const gemm_plan *pl) { return ceil_div(ceil_div(pl->p->N, pl->im->nr), pl->tn) * pl->im->nr; }
+
+static bool ws_alloc(workspace *ws, const gemm_plan *pl) {
+    const dsc_gemm_impl *im = pl->im;
+    size_t w = (size_t)round_up(col_block(im, task_width(pl)), im->nr);
+    size_t b_floats = (pl->whole ? (size_t)pl->p->K : (size_t)pl->kc) * w;
+    size_t a_floats = pl->p->ta ? (size_t)im->mc * pl->kc : 0;
+    b_floats = (b_floats + 15) / 16 * 16; /* the A panel starts 64-byte aligned too */
+    ws->b = aligned_alloc(64, ((b_floats + a_floats) * sizeof(float) + 63) / 64 * 64);
+    ws->a = ws->b ? ws->b + b_floats : NULL;
+    ws->key_j0 = ws->key_n = -1;
+    return ws->b != NULL;
+}
+
+/* C[i0.., j0..] (m x n) for all of K on the calling thread. Loop order (outer to inner): column
+ * blocks, K blocks (the packed kc x n block of op(B) stays in L2), row tiles of mr (A tile
+ * mr x kc, read in place or packed, stays in L1), column tiles of nr (B panels stream). */
+static void gemm_block(const gemm_plan *pl, workspace *ws, int i0, int m, int j0, int n) {
+    const dsc_gemm_impl *im = pl->im;
+    const gemm_args *p = pl->p;
+    const int K = p->K, mr = im->mr, nr = im->nr, kc = pl->kc;
+    const int nc = pl->whole ? n : col_block(im, n);
+    const bool have = pl->whole && ws->key_j0 == j0 && ws->key_n == n;
+    /* transposed A: packing mc rows at once reads A in longer runs, worth it when each panel is
+     * then used for several column tiles; for narrow C the panel is used once, straight from L1 */
+    const int mcb = n > 2 * nr ? im->mc : mr;
+    for (int jc = 0; jc < n; jc += nc) {
+        const int nb = imin(nc, n - jc);
+        const size_t nw = (size_t)round_up(nb, nr);
+        for (int pc = 0; pc < K; pc += kc) {
+            const int k = imin(kc, K - pc);
+            const float beta = pc == 0 ? p->beta : 1.0f; /* later K blocks accumulate */
+            float *bp = pl->whole ? ws->b + (size_t)pc * nw : ws->b;
+            if (!have) im->pack_b(p->B, p->ldb, p->tb, pc, k, j0 + jc, nb, bp);
+            for (int ic = 0; ic < m; ic += mr) {
+                const int mt = imin(mr, m - ic);
+                const float *a;
+                ptrdiff_t rs, cs;
+                if (p->ta) {
+                    if (ic % mcb == 0) im->pack_at(p->A, p->lda, pc, k, i0 + ic, imin(mcb, m - ic), ws->a);
+                    a = ws->a + (size_t)(ic % mcb / mr) * k * mr, rs = 1, cs = mr;
+                } else {
+                    a = p->A + (i0 + ic) * p->lda + pc, rs = p->lda, cs = 1;
+                }
+                float *c = p->C + (i0 + ic) * p->ldc + j0 + jc;
+                for (int jr = 0; jr < nb; jr += nr)
+                    im->kernel(mt, imin(nr, nb - jr), k, a, rs, cs, bp + (size_t)(jr / nr) * k * nr, c + jr, p->ldc,
+                               p->alpha, beta);
+            }
+        }
+    }
+    if (pl->whole) ws->key_j0 = j0, ws->key_n = n;
+}
+
+/* Part `part` of `parts` of a range of `len` cut in whole units of `unit`. */
+static void part_range(int len, int unit, int parts, int part, int *start, int *count) {
+    int units = ceil_div(len, unit);
+    int u0 = (int)((long long)units * part / parts), u1 = (int)((long long)units * (part + 1) / parts);
+    *start = imin(u0 * unit, len);
+    *count = imin(u1 * unit, len) - *start;
+}
+
+/* Task q of the grid, column-major so that consecutive tasks share columns of op(B). */
+static void run_task(const gemm_plan *pl, workspace *ws, int q) {
+    int i0, m, j0, n;
+    part_range(pl->p->M, pl->im->mr, pl->tm, q % pl->tm, &i0, &m);
+    part_range(pl->p->N, pl->im->nr, pl->tn, q / pl->tm, &j0, &n);
+    if (m <= 0 || n <= 0) return;
+    if (ws->b)
+        gemm_block(pl, ws, i0, m, j0, n);
+    else { /* no memory for packing: the slow path still gets the right answer */
+        gemm_args s = sub_problem(pl->p, i0, m, j0, n, 0, pl->p->K);
+        gemm_naive(&s);
+    }
+}
+
+static void run_grid(const gemm_plan *pl, int nt) {
+    int tasks = pl->tm * pl->tn;
+    if (nt <= 1 || tasks <= 1) {
+        workspace ws;
+        ws_alloc(&ws, pl);
+        for (int q = 0; q < tasks; q++) run_task(pl, &ws, q);
+        free(ws.b);
+        return;
+    }
+#pragma omp parallel num_threads(nt)
+    {
+        workspace ws;
+        ws_alloc(&ws, pl);
+#pragma omp for schedule(dynamic, 1) nowait
+        for (int q = 0; q < tasks; q++) run_task(pl, &ws, q);
+        free(ws.b);
+    }
+}
+
+/* K split for small C and long K: part 0 adds into C with the caller's beta, the others write
+ * alpha-scaled partials to private buffers that all threads then sum into C, each over its own
+ * rows. */
+static void run_ksplit(const gemm_plan *pl, int nt) {
+    const gemm_args *p = pl->p;
+    const int kparts = pl->kparts;
+    size_t cn = (size_t)p->M * p->N;
+    float *partial = malloc(sizeof(float) * cn * (size_t)(kparts - 1));
+    gemm_plan serial = *pl;
+    serial.tm = serial.tn = serial.kparts = 1;
+    serial.whole = false;
+    if (!partial) {
+        run_grid(&serial, 1);
+        return;
+    }
+#pragma omp parallel num_threads(nt)
+    {
+        int nth = omp_get_num_threads(), t = omp_get_thread_num();
+        for (int part = t; part < kparts; part += nth) {
+            int k0, k;
+            part_range(p->K, 8, kparts, part, &k0, &k);
+            gemm_args s = sub_problem(p, 0, p->M, 0, p->N, k0, k);
+            if (part > 0) {
+                s.C = partial + cn * (size_t)(part - 1);
+                s.ldc = p->N;
+                s.beta = 0.0f;
+            }
+            gemm_plan sp = serial;
+            sp.p = &s;
+            sp.kc = imin(round_up(ceil_div(k, ceil_div(k, pl->im->kc)), 8), pl->im->kc);
+            run_grid(&sp, 1);
+        }
+#pragma omp barrier
+        int i0, m;
+        part_range(p->M, 1, nth, t, &i0, &m);
+        for (int i = i0; i < i0 + m; i++) {
+            float *c = p->C + i * p->ldc;
+            for (int q = 0; q < kparts - 1; q++) {
+                const float *src = partial + cn * (size_t)q + (size_t)i * p->N;
+                for (int j = 0; j < p->N; j++) c[j] += src[j];
+            }
+        }
+    }
+    free(partial);
+}
+
+/* ---- splitting between threads ---- */
+
+/* Picks the task grid for nt threads by the estimated time of the busiest thread, in
+ * multiply-add equivalents (one core does 32 FMAs a cycle):
+ *   its tasks: ceil(tasks/nt) of them, between the average and the largest in size;
+ *   packing op(B): once per task, or in whole mode once per column chunk it works on; an element
+ *     costs ~6 FMAs copied, ~10 transposed (it comes from L3 and goes through L1 twice);
+ *   reading A once per column chunk: ~2 FMAs an element read in place, ~6 transposed-and-packed;
+ *   a little per task.
+ * Tasks are claimed dynamically, so a thread that starts late (woken late, preempted) finds
+ * the others have taken its share. */
+static void plan_grid(gemm_plan *pl, int nt) {
+    const dsc_gemm_impl *im = pl->im;
+    const gemm_args *p = pl->p;
+    const double work = (double)p->M * p->N * p->K;
+    const int um = ceil_div(p->M, im->mr), un = ceil_div(p->N, im->nr);
+    const double cb = p->tb ? 10.0 : 6.0, ca = p->ta ? 6.0 : 2.0;
+    double best = -1;
+    for (int tn = 1; tn <= imin(un, 64); tn++) {
+        int tm0 = imin(ceil_div(nt, tn), um); /* fewer tasks than threads only when C is tiny */
+        for (int f = 1; f <= 4 && tm0 * f <= um; f++) {
+            int tm = tm0 * f, tasks = tm * tn;
+            int w = ceil_div(un, tn) * im->nr, h = imin(ceil_div(um, tm) * im->mr, p->M);
+            bool whole = tm > 1 && w <= im->nc && (double)p->K * w <= BCACHE_MAX_FLOATS;
+            double rounds = ceil_div(tasks, nt);
+            double largest = (double)h * imin(w, p->N) * p->K;
+            double bpack = whole ? cb * p->K * (double)p->N * imin(tm, nt) / nt : cb * p->K * (double)w * rounds;
+            double cost = rounds * 0.5 * (work / tasks + largest) + bpack + ca * (double)p->M * p->K * tn / nt +
+                          TASK_OVERHEAD_FMAS * rounds;
+            if (best < 0 || cost < best) {
+                best = cost;
+                pl->tm = tm, pl->tn = tn, pl->whole = whole;
+            }
+        }
+    }
+    /* K split: each thread a K range, then each sums the partials over its share of the rows */
+    if (p->K >= 2 * nt * 64) {
+        double kw = ceil_div(p->K, nt);
+        double cost = (double)imin(round_up(p->M, im->mr), p->M + im->mr) * round_up(p->N, im->nr) * kw +
+                      cb * kw * round_up(p->N, im->nr) + ca * kw * p->M + 4.0 * p->M * p->N * (nt - 1) / nt;
+        if (cost < 0.8 * best) pl->kparts = nt, pl->tm = pl->tn = 1, pl->whole = false;
+    }
+}
+
+void dsc_sgemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A, int lda,
+               const float *B, int ldb, float beta, float *C, int ldc) {
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0 || alpha == 0.0f) { /* BLAS: A and B are not read */
+        scale_c(M, N, beta, C, ldc);
+        return;
+    }
+    gemm_args p = {trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc};
+    gemm_plan pl = {impl_for(dsc_kernels_isa()), &p, 0, 1, 1, 1, false};
+    pl.kc = imin(round_up(ceil_div(K, ceil_div(K, pl.im->kc)), 8), pl.im->kc);
+    int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
+    if (nt > 1 && (double)M * N * K < PARALLEL_MIN_FMAS) nt = 1;
+    if (nt > 1) plan_grid(&pl, nt);
+    if (pl.kparts > 1)
+        run_ksplit(&pl, nt);
+    else
+        run_grid(&pl, nt);
 }

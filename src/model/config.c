@@ -1,7 +1,6 @@
 /* config.c: model configuration: named presets, Hugging Face config.json reading and writing,
  * validation with field-naming errors, and shape arithmetic (parameters, FLOPs, KV-cache bytes).
  * The meaning of every field is in docs/MODEL.md. */
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -297,6 +296,7 @@ dsc_status dsc_config_validate(const dsc_config *c) {
 typedef struct {
     json_t *root;
     const char *path;
+    const char *prefix; /* "" at the top level, "rope_scaling." inside that object */
 } reader;
 
 /* Each getter: absent (or null where allowed) keeps the default; a value of the wrong type or
@@ -311,7 +311,8 @@ static int get_int(reader *r, json_t *obj, const char *key, int *out, bool null_
     if (json_is_integer(v)) {
         json_int_t x = json_integer_value(v);
         if (x < -2147483647LL || x > 2147483647LL)
-            return dsc_set_error("%s: field '%s': %lld does not fit an int", r->path, key, (long long)x);
+            return dsc_set_error("%s: field '%s%s': %lld does not fit an int", r->path, r->prefix, key,
+                                 (long long)x);
         *out = (int)x;
         return DSC_OK;
     }
@@ -322,15 +323,16 @@ static int get_int(reader *r, json_t *obj, const char *key, int *out, bool null_
             return DSC_OK;
         }
     }
-    return dsc_set_error("%s: field '%s': expected an integer", r->path, key);
+    return dsc_set_error("%s: field '%s%s': expected an integer", r->path, r->prefix, key);
 }
 
 static int get_double(reader *r, json_t *obj, const char *key, double *out) {
     json_t *v = json_object_get(obj, key);
     if (!v) return DSC_OK;
-    if (!json_is_number(v)) return dsc_set_error("%s: field '%s': expected a number", r->path, key);
+    if (!json_is_number(v)) return dsc_set_error("%s: field '%s%s': expected a number", r->path, r->prefix, key);
     *out = json_number_value(v);
-    if (!isfinite(*out)) return dsc_set_error("%s: field '%s': expected a finite number", r->path, key);
+    if (!isfinite(*out))
+        return dsc_set_error("%s: field '%s%s': expected a finite number", r->path, r->prefix, key);
     return DSC_OK;
 }
 
@@ -344,7 +346,8 @@ static int get_float(reader *r, json_t *obj, const char *key, float *out) {
 static int get_bool(reader *r, json_t *obj, const char *key, bool *out) {
     json_t *v = json_object_get(obj, key);
     if (!v) return DSC_OK;
-    if (!json_is_boolean(v)) return dsc_set_error("%s: field '%s': expected true or false", r->path, key);
+    if (!json_is_boolean(v))
+        return dsc_set_error("%s: field '%s%s': expected true or false", r->path, r->prefix, key);
     *out = json_is_true(v);
     return DSC_OK;
 }
@@ -354,13 +357,13 @@ static int get_string(reader *r, json_t *obj, const char *key, const char **out)
     json_t *v = json_object_get(obj, key);
     *out = NULL;
     if (!v || json_is_null(v)) return DSC_OK;
-    if (!json_is_string(v)) return dsc_set_error("%s: field '%s': expected a string", r->path, key);
+    if (!json_is_string(v)) return dsc_set_error("%s: field '%s%s': expected a string", r->path, r->prefix, key);
     *out = json_string_value(v);
     return DSC_OK;
 }
 
 static int require_present(reader *r, const char *key) {
-    if (!json_object_get(r->root, key)) return dsc_set_error("%s: field '%s' is missing", r->path, key);
+    if (!json_object_get(r->root, key)) return dsc_set_error("%s: field '%s%s' is missing", r->path, r->prefix, key);
     return DSC_OK;
 }
 
@@ -451,40 +454,47 @@ static int parse_config(reader *r, dsc_config *c) {
     json_t *rs = json_object_get(o, "rope_scaling");
     if (rs && !json_is_null(rs)) {
         if (!json_is_object(rs)) return dsc_set_error("%s: field 'rope_scaling': expected an object or null", r->path);
+        reader n = {rs, r->path, "rope_scaling."};
         const char *type = NULL, *rtype = NULL;
-        if (get_string(r, rs, "type", &type) || get_string(r, rs, "rope_type", &rtype)) return DSC_ERR;
+        if (get_string(&n, rs, "type", &type) || get_string(&n, rs, "rope_type", &rtype)) return DSC_ERR;
         const char *t = type ? type : rtype;
-        if (!t) return dsc_set_error("%s: field 'rope_scaling.type': missing", r->path);
+        if (!t) return dsc_set_error("%s: field 'rope_scaling.type' is missing", r->path);
         if (strcmp(t, "yarn"))
             return dsc_set_error("%s: field 'rope_scaling.type': only yarn is supported, found '%s'", r->path, t);
         c->yarn = true;
-        if (require_present(&(reader){rs, r->path}, "factor")) return dsc_prefix_error("rope_scaling");
-        if (get_double(r, rs, "factor", &c->rope_factor) || get_double(r, rs, "beta_fast", &c->beta_fast) ||
-            get_double(r, rs, "beta_slow", &c->beta_slow) || get_double(r, rs, "mscale", &c->mscale) ||
-            get_double(r, rs, "mscale_all_dim", &c->mscale_all_dim) ||
-            get_int(r, rs, "original_max_position_embeddings", &c->original_max_position_embeddings, false))
-            return dsc_prefix_error("rope_scaling");
+        if (require_present(&n, "factor") || get_double(&n, rs, "factor", &c->rope_factor) ||
+            get_double(&n, rs, "beta_fast", &c->beta_fast) || get_double(&n, rs, "beta_slow", &c->beta_slow) ||
+            get_double(&n, rs, "mscale", &c->mscale) || get_double(&n, rs, "mscale_all_dim", &c->mscale_all_dim) ||
+            get_int(&n, rs, "original_max_position_embeddings", &c->original_max_position_embeddings, false))
+            return DSC_ERR;
     }
     if (dsc_config_validate(c)) return dsc_prefix_error("%s", r->path);
     return DSC_OK;
 }
 
-dsc_status dsc_config_load(const char *path, dsc_config *c) {
-    json_error_t jerr;
-    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+static int parse_root(json_t *root, json_error_t *jerr, const char *path, dsc_config *c) {
     if (!root) {
-        if (jerr.line < 0 || errno == ENOENT)
-            return dsc_set_error("%s: cannot read: %s", path, jerr.text);
-        return dsc_set_error("%s: invalid JSON at line %d column %d: %s", path, jerr.line, jerr.column, jerr.text);
+        if (jerr->line < 0) return dsc_set_error("%s: cannot read: %s", path, jerr->text);
+        return dsc_set_error("%s: invalid JSON at line %d column %d: %s", path, jerr->line, jerr->column, jerr->text);
     }
     if (!json_is_object(root)) {
         json_decref(root);
         return dsc_set_error("%s: expected a JSON object at the top level", path);
     }
-    reader r = {root, path};
+    reader r = {root, path, ""};
     int rc = parse_config(&r, c);
     json_decref(root);
     return rc;
+}
+
+dsc_status dsc_config_load(const char *path, dsc_config *c) {
+    json_error_t jerr;
+    return parse_root(json_load_file(path, JSON_REJECT_DUPLICATES, &jerr), &jerr, path, c);
+}
+
+dsc_status config_parse_text(const char *text, size_t len, const char *name, dsc_config *c) {
+    json_error_t jerr;
+    return parse_root(json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr), &jerr, name, c);
 }
 
 /* ----------------------------------------------------------------------------------------------

@@ -116,11 +116,12 @@ size_t moe_scratch_floats(const dsc_config *c, int B, int T) { return scratch_la
  *
  * Measured on 2 cores with the `small` preset sizes (N=2048, d=256, E=16, K=2, Ie=128, S=128):
  * running the experts one per thread (each GEMM single-threaded) beats running them one after
- * another with every GEMM split over both threads (forward 7.3 ms against 17 ms; one thread
- * 13.8 ms): no barrier per GEMM, and far more robust when other processes share the cores. The
- * shared experts join the same loop as chunks of rows of about one expert's work each. Tasks are
- * handed out largest first; one with more than its share of all the work (1/threads) would leave
- * the other threads idle, so it runs before the rest, alone, with multithreaded GEMMs.
+ * another with every GEMM split over both threads: forward 6.8 ms and backward 14.2 ms against
+ * 17.8 and 32.2 ms (one thread: 13.7 and 26.9 ms). No barrier per GEMM, and far more robust when
+ * other processes share the cores. The shared experts join the same loop as chunks of rows of
+ * about one expert's work each. Tasks are handed out largest first; one with more than its share
+ * of all the work (1/threads) would leave the other threads idle, so it runs before the rest,
+ * alone, with multithreaded GEMMs.
  * ---------------------------------------------------------------------------------------------- */
 
 static int cmp_task(const void *pa, const void *pb) {
