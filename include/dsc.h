@@ -151,6 +151,11 @@ const char *dsc_model_tensor_name(const dsc_model *m, int i);
 /* Shape into shape[4], returns ndim; data and grad point into the model's buffers. */
 int dsc_model_tensor_info(const dsc_model *m, int i, int64_t shape[4], float **data, float **grad);
 
+/* Phase profile of training passes, collected only when the environment has DSC_PROFILE=1:
+ * fills up to cap (name, seconds) pairs and returns the number of phases. */
+int dsc_profile_get(const char **names, double *seconds, int cap);
+void dsc_profile_reset(void);
+
 #ifdef __cplusplus
 }
 #endif

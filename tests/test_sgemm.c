@@ -31,12 +31,17 @@ typedef struct {
     bool pad_ok;
 } gresult;
 
-static void fill(dsc_rng *r, float *x, size_t n, bool ints) {
-    for (size_t i = 0; i < n; i++) x[i] = ints ? (float)((int)(dsc_rng_u64(r) % 5) - 2) : dsc_rng_normal(r);
+/* Fills `rows` rows of `cols` values, ld apart; the padding between rows gets NaN, so a kernel
+ * that reads it spoils its result. */
+static void fill(dsc_rng *r, float *x, int rows, int cols, int ld, bool ints) {
+    for (int i = 0; i < rows; i++)
+        for (int j = 0; j < (i < rows - 1 ? ld : cols); j++)
+            x[(size_t)i * ld + j] = j >= cols ? NAN : ints ? (float)((int)(dsc_rng_u64(r) % 5) - 2) : dsc_rng_normal(r);
 }
 
 /* Runs one case on the current code path and compares with the reference. Buffers for A and B
- * end exactly after their last element, so ASan catches any read past them. */
+ * end exactly after their last element, so ASan catches any read past them; the padding within
+ * them holds NaN and that of C a sentinel that must survive. */
 static gresult run_case(const gcase *g, dsc_rng *r) {
     int ar = g->ta ? g->K : g->M, ac = g->ta ? g->M : g->K;
     int br = g->tb ? g->N : g->K, bc = g->tb ? g->K : g->N;
@@ -46,11 +51,11 @@ static gresult run_case(const gcase *g, dsc_rng *r) {
     if (ldc < 1) ldc = 1;
     size_t an = ar > 0 ? (size_t)(ar - 1) * lda + ac : 0, bn = br > 0 ? (size_t)(br - 1) * ldb + bc : 0;
     size_t cn = (size_t)g->M * ldc;
-    float *A = malloc(sizeof(float) * (an + 1)), *B = malloc(sizeof(float) * (bn + 1));
-    float *C = malloc(sizeof(float) * (cn + 1)), *C0 = malloc(sizeof(float) * (cn + 1));
-    fill(r, A, an, g->ints);
-    fill(r, B, bn, g->ints);
-    fill(r, C0, cn, g->ints);
+    float *A = malloc(sizeof(float) * (an ? an : 1)), *B = malloc(sizeof(float) * (bn ? bn : 1));
+    float *C = malloc(sizeof(float) * (cn ? cn : 1)), *C0 = malloc(sizeof(float) * (cn ? cn : 1));
+    fill(r, A, ar, ac, lda, g->ints);
+    fill(r, B, br, bc, ldb, g->ints);
+    fill(r, C0, g->M, g->N, ldc, g->ints);
     for (int i = 0; i < g->M; i++)
         for (int j = 0; j < ldc; j++) {
             float *c = &C0[(size_t)i * ldc + j];
@@ -146,6 +151,11 @@ static void test_medium(const char *isa, dsc_rng *r) {
                        v % 2 == 0};
             check_case(isa, &g, r);
         }
+    /* transposed A with rows far apart (lda = 7130) and C wider than 4 tiles: packed A panels */
+    for (int t = 0; t < 2; t++) {
+        gcase g = {130, 140, 300, true, t == 1, t ? 0.5f : 1.0f, t ? 0.0f : 1.0f, 7000, t == 0};
+        check_case(isa, &g, r);
+    }
 }
 
 /* The threaded front end: task grids with dynamic claiming (several tasks per thread, op(B)

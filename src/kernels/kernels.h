@@ -40,4 +40,19 @@ void dsc_linear_backward_weight(float *dW, const float *dy, const float *x, int 
 /* Number of threads OpenMP parallel regions use. */
 int dsc_num_threads(void);
 
+/* The fp32 FMA peak of this machine on `threads` threads, in GFLOP/s, measured (about 0.5 s):
+ * independent FMAs with the widest vectors the kernels use; 0 on the portable path. */
+double dsc_fma_peak_gflops(int threads);
+
+/* Matrix-multiply accounting for benchmarks: FLOPs of every dsc_sgemm call (2·M·N·K), and the
+ * wall time of the calls made outside parallel regions (those inside run on one thread of a
+ * region whose time belongs to its caller). Counting is always on; it costs two atomics. */
+typedef struct {
+    double flops;        /* all calls */
+    double top_flops;    /* calls made outside parallel regions */
+    double seconds;      /* wall time of those calls */
+    long calls;
+} dsc_gemm_stats;
+void dsc_gemm_stats_get(dsc_gemm_stats *out);
+
 #endif

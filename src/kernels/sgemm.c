@@ -4,6 +4,7 @@
  * What it does not do: any arithmetic of its own beyond scaling C and summing K-split partials. */
 #include <omp.h>
 #include <stdint.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,6 +16,10 @@
 #define PARALLEL_MIN_FMAS (1 << 18)
 /* Fixed cost of a task (claim, call, C tile edges), in multiply-add equivalents. */
 #define TASK_OVERHEAD_FMAS 20000.0
+/* Task grids estimated within ROBUST_SLACK of the cheapest count as equal; of those the one with
+ * the most tasks (at most MAX_TASKS_PER_THREAD a thread) is used. */
+#define ROBUST_SLACK 1.04
+#define MAX_TASKS_PER_THREAD 2
 /* Largest op(B) slice (K x task columns) a thread packs once and keeps for all its tasks: 1 MiB,
  * so that it stays in L2 (2 MiB a core here) between tasks. */
 #define BCACHE_MAX_FLOATS (1 << 18)
@@ -100,7 +105,7 @@ typedef struct {
                    task of the same columns (row chunks of one column chunk share them) */
 } gemm_plan;
 
-/* A thread's scratch: packed op(B) and up to mc rows of packed A (transposed A only). */
+/* A thread's scratch: packed op(B) and up to mc rows of packed A (when packs_a). */
 typedef struct {
     float *b, *a;
     int key_j0, key_n; /* columns of op(B) held in b for all of K (whole mode), or key_n = -1 */
@@ -114,11 +119,20 @@ static int col_block(const dsc_gemm_impl *im, int n) {
 /* Widest task of the plan, in columns. */
 static int task_width(const gemm_plan *pl) { return ceil_div(ceil_div(pl->p->N, pl->im->nr), pl->tn) * pl->im->nr; }
 
+/* Whether A is packed (mc rows at once) rather than read in place by the kernel, for a task n
+ * columns wide. A stored [M, K] is always read in place (measured: packing it gains nothing,
+ * even at 4 KiB row strides). Transposed A (the kernel reads mr floats from each of kc rows) is
+ * packed when those rows span more than the TLB covers (4 MiB) and the tile serves many column
+ * tiles. */
+static bool packs_a(const gemm_plan *pl, int n) {
+    return pl->p->ta && n > 4 * pl->im->nr && (double)pl->kc * pl->p->lda > (1 << 20);
+}
+
 static bool ws_alloc(workspace *ws, const gemm_plan *pl) {
     const dsc_gemm_impl *im = pl->im;
     size_t w = (size_t)round_up(col_block(im, task_width(pl)), im->nr);
     size_t b_floats = (pl->whole ? (size_t)pl->p->K : (size_t)pl->kc) * w;
-    size_t a_floats = pl->p->ta ? (size_t)im->mc * pl->kc : 0;
+    size_t a_floats = packs_a(pl, task_width(pl)) ? (size_t)im->mc * pl->kc : 0;
     b_floats = (b_floats + 15) / 16 * 16; /* the A panel starts 64-byte aligned too */
     ws->b = aligned_alloc(64, ((b_floats + a_floats) * sizeof(float) + 63) / 64 * 64);
     ws->a = ws->b ? ws->b + b_floats : NULL;
@@ -135,9 +149,7 @@ static void gemm_block(const gemm_plan *pl, workspace *ws, int i0, int m, int j0
     const int K = p->K, mr = im->mr, nr = im->nr, kc = pl->kc;
     const int nc = pl->whole ? n : col_block(im, n);
     const bool have = pl->whole && ws->key_j0 == j0 && ws->key_n == n;
-    /* transposed A: packing mc rows at once reads A in longer runs, worth it when each panel is
-     * then used for several column tiles; for narrow C the panel is used once, straight from L1 */
-    const int mcb = n > 2 * nr ? im->mc : mr;
+    const bool pack_a = packs_a(pl, n);
     for (int jc = 0; jc < n; jc += nc) {
         const int nb = imin(nc, n - jc);
         const size_t nw = (size_t)round_up(nb, nr);
@@ -150,9 +162,11 @@ static void gemm_block(const gemm_plan *pl, workspace *ws, int i0, int m, int j0
                 const int mt = imin(mr, m - ic);
                 const float *a;
                 ptrdiff_t rs, cs;
-                if (p->ta) {
-                    if (ic % mcb == 0) im->pack_at(p->A, p->lda, pc, k, i0 + ic, imin(mcb, m - ic), ws->a);
-                    a = ws->a + (size_t)(ic % mcb / mr) * k * mr, rs = 1, cs = mr;
+                if (pack_a) {
+                    if (ic % im->mc == 0) im->pack_at(p->A, p->lda, pc, k, i0 + ic, imin(im->mc, m - ic), ws->a);
+                    a = ws->a + (size_t)(ic % im->mc / mr) * k * mr, rs = 1, cs = mr;
+                } else if (p->ta) {
+                    a = p->A + pc * p->lda + i0 + ic, rs = 1, cs = p->lda;
                 } else {
                     a = p->A + (i0 + ic) * p->lda + pc, rs = p->lda, cs = 1;
                 }
@@ -255,36 +269,57 @@ static void run_ksplit(const gemm_plan *pl, int nt) {
 
 /* ---- splitting between threads ---- */
 
-/* Picks the task grid for nt threads by the estimated time of the busiest thread, in
- * multiply-add equivalents (one core does 32 FMAs a cycle):
- *   its tasks: ceil(tasks/nt) of them, between the average and the largest in size;
- *   packing op(B): once per task, or in whole mode once per column chunk it works on; an element
- *     costs ~6 FMAs copied, ~10 transposed (it comes from L3 and goes through L1 twice);
- *   reading A once per column chunk: ~2 FMAs an element read in place, ~6 transposed-and-packed;
- *   a little per task.
- * Tasks are claimed dynamically, so a thread that starts late (woken late, preempted) finds
- * the others have taken its share. */
+/* Costs in multiply-add equivalents (one core does 32 FMAs a cycle) of packing one element of
+ * op(B): ~6 copied, ~10 transposed (it comes from L3 and goes through L1 twice); and of reading
+ * one element of A for a column chunk: ~4 in place, ~10 transposed (mr floats a row). */
+static double b_pack_cost(const gemm_args *p) { return p->tb ? 10.0 : 6.0; }
+static double a_read_cost(const gemm_args *p) { return p->ta ? 10.0 : 4.0; }
+
+/* Estimated time of the busiest thread for a tm x tn task grid on nt threads, in multiply-add
+ * equivalents: its tasks (ceil(tasks/nt) of them, between the average and the largest in size),
+ * packing op(B) (once per task, or in whole mode once per column chunk it works on), reading A
+ * (once per column chunk) and a little per task. */
+static double grid_cost(const gemm_plan *pl, int nt, int tm, int tn, bool *whole) {
+    const dsc_gemm_impl *im = pl->im;
+    const gemm_args *p = pl->p;
+    const int um = ceil_div(p->M, im->mr), un = ceil_div(p->N, im->nr), tasks = tm * tn;
+    const double cb = b_pack_cost(p), ca = a_read_cost(p);
+    int w = ceil_div(un, tn) * im->nr, h = imin(ceil_div(um, tm) * im->mr, p->M);
+    *whole = tm > 1 && w <= im->nc && (double)p->K * w <= BCACHE_MAX_FLOATS;
+    double rounds = ceil_div(tasks, nt);
+    double largest = (double)h * imin(w, p->N) * p->K;
+    double bpack = *whole ? cb * p->K * (double)p->N * imin(tm, nt) / nt : cb * p->K * (double)w * rounds;
+    return rounds * 0.5 * ((double)p->M * p->N * p->K / tasks + largest) + bpack +
+           ca * (double)p->M * p->K * tn / nt + TASK_OVERHEAD_FMAS * rounds;
+}
+
+/* Picks the task grid for nt threads: the cheapest by grid_cost, or, among grids estimated
+ * within ROBUST_SLACK of it, the one with the most tasks (up to MAX_TASKS_PER_THREAD a thread).
+ * Tasks are claimed dynamically, so more of them cost a little on an idle machine and save a
+ * lot on a busy one: a thread that is preempted or starts late then holds up one small task,
+ * while the others take the rest. */
 static void plan_grid(gemm_plan *pl, int nt) {
     const dsc_gemm_impl *im = pl->im;
     const gemm_args *p = pl->p;
-    const double work = (double)p->M * p->N * p->K;
     const int um = ceil_div(p->M, im->mr), un = ceil_div(p->N, im->nr);
-    const double cb = p->tb ? 10.0 : 6.0, ca = p->ta ? 6.0 : 2.0;
-    double best = -1;
-    for (int tn = 1; tn <= imin(un, 64); tn++) {
-        int tm0 = imin(ceil_div(nt, tn), um); /* fewer tasks than threads only when C is tiny */
-        for (int f = 1; f <= 4 && tm0 * f <= um; f++) {
-            int tm = tm0 * f, tasks = tm * tn;
-            int w = ceil_div(un, tn) * im->nr, h = imin(ceil_div(um, tm) * im->mr, p->M);
-            bool whole = tm > 1 && w <= im->nc && (double)p->K * w <= BCACHE_MAX_FLOATS;
-            double rounds = ceil_div(tasks, nt);
-            double largest = (double)h * imin(w, p->N) * p->K;
-            double bpack = whole ? cb * p->K * (double)p->N * imin(tm, nt) / nt : cb * p->K * (double)w * rounds;
-            double cost = rounds * 0.5 * (work / tasks + largest) + bpack + ca * (double)p->M * p->K * tn / nt +
-                          TASK_OVERHEAD_FMAS * rounds;
-            if (best < 0 || cost < best) {
-                best = cost;
-                pl->tm = tm, pl->tn = tn, pl->whole = whole;
+    double best = -1, chosen = -1;
+    for (int pass = 0; pass < 2; pass++) {
+        int most = 0;
+        for (int tn = 1; tn <= imin(un, 64); tn++) {
+            int tm0 = imin(ceil_div(nt, tn), um); /* fewer tasks than threads only when C is tiny */
+            for (int f = 1; f <= MAX_TASKS_PER_THREAD && tm0 * f <= um; f++) {
+                int tm = tm0 * f, tasks = tm * tn;
+                bool whole;
+                double cost = grid_cost(pl, nt, tm, tn, &whole);
+                if (pass == 0 && (best < 0 || cost < best)) {
+                    best = cost;
+                    pl->tm = tm, pl->tn = tn, pl->whole = whole;
+                }
+                if (pass == 1 && cost <= ROBUST_SLACK * best && tasks <= MAX_TASKS_PER_THREAD * nt &&
+                    (tasks > most || (tasks == most && cost < chosen))) {
+                    most = tasks, chosen = cost;
+                    pl->tm = tm, pl->tn = tn, pl->whole = whole;
+                }
             }
         }
     }
@@ -292,13 +327,49 @@ static void plan_grid(gemm_plan *pl, int nt) {
     if (p->K >= 2 * nt * 64) {
         double kw = ceil_div(p->K, nt);
         double cost = (double)imin(round_up(p->M, im->mr), p->M + im->mr) * round_up(p->N, im->nr) * kw +
-                      cb * kw * round_up(p->N, im->nr) + ca * kw * p->M + 4.0 * p->M * p->N * (nt - 1) / nt;
+                      b_pack_cost(p) * kw * round_up(p->N, im->nr) + a_read_cost(p) * kw * p->M +
+                      4.0 * p->M * p->N * (nt - 1) / nt;
         if (cost < 0.8 * best) pl->kparts = nt, pl->tm = pl->tn = 1, pl->whole = false;
     }
 }
 
+/* Accounting for benchmarks (dsc_gemm_stats_get): integer counters updated atomically, the one
+ * piece of process-wide state here besides the ISA choice. */
+static uint64_t stat_flops, stat_top_flops, stat_top_ns, stat_calls;
+
+static uint64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+void dsc_gemm_stats_get(dsc_gemm_stats *out) {
+    out->flops = (double)__atomic_load_n(&stat_flops, __ATOMIC_RELAXED);
+    out->top_flops = (double)__atomic_load_n(&stat_top_flops, __ATOMIC_RELAXED);
+    out->seconds = 1e-9 * (double)__atomic_load_n(&stat_top_ns, __ATOMIC_RELAXED);
+    out->calls = (long)__atomic_load_n(&stat_calls, __ATOMIC_RELAXED);
+}
+
+static void sgemm_run(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A, int lda,
+                      const float *B, int ldb, float beta, float *C, int ldc);
+
 void dsc_sgemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A, int lda,
                const float *B, int ldb, float beta, float *C, int ldc) {
+    uint64_t flops = M > 0 && N > 0 && K > 0 ? 2ull * (uint64_t)M * (uint64_t)N * (uint64_t)K : 0;
+    __atomic_fetch_add(&stat_flops, flops, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&stat_calls, 1, __ATOMIC_RELAXED);
+    if (omp_in_parallel()) {
+        sgemm_run(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    uint64_t t0 = now_ns();
+    sgemm_run(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    __atomic_fetch_add(&stat_top_ns, now_ns() - t0, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&stat_top_flops, flops, __ATOMIC_RELAXED);
+}
+
+static void sgemm_run(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A, int lda,
+                      const float *B, int ldb, float beta, float *C, int ldc) {
     if (M <= 0 || N <= 0) return;
     if (K <= 0 || alpha == 0.0f) { /* BLAS: A and B are not read */
         scale_c(M, N, beta, C, ldc);

@@ -159,7 +159,7 @@ static void pack_at_avx2(const float *A, ptrdiff_t lda, int k0, int kc, int i0, 
         }
 }
 
-const dsc_gemm_impl dsc_gemm_avx2 = {"avx2", MR, NR, 8, KC, NC, MC, pack_b_avx2, pack_at_avx2, kernel_avx2};
+const dsc_gemm_impl dsc_gemm_avx2 = {MR, NR, 8, KC, NC, MC, pack_b_avx2, pack_at_avx2, kernel_avx2};
 
 #if defined(__clang__)
 #pragma clang attribute pop

@@ -183,7 +183,7 @@ static void pack_at_avx512(const float *A, ptrdiff_t lda, int k0, int kc, int i0
                                   _mm512_maskz_loadu_ps(lanes(m - p * MR), src + p * MR));
 }
 
-const dsc_gemm_impl dsc_gemm_avx512 = {"avx512", MR, NR, 16, KC, NC, MC, pack_b_avx512, pack_at_avx512, kernel_avx512};
+const dsc_gemm_impl dsc_gemm_avx512 = {MR, NR, 16, KC, NC, MC, pack_b_avx512, pack_at_avx512, kernel_avx512};
 
 #if defined(__clang__)
 #pragma clang attribute pop

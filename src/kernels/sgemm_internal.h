@@ -15,21 +15,23 @@
 #define DSC_X86 0
 #endif
 
-/* One code path of the serial multiply. The front end cuts C into MR x NR tiles and K into blocks
- * of at most kc; per (K block, NC columns) it packs op(B) into panels, then calls the micro-kernel
- * for every tile. Memory layouts:
+/* One code path of the serial multiply: its tile sizes, cache blocks, packing routines and
+ * micro-kernel. sgemm.c cuts C into mr x nr tiles and K into blocks of at most kc; per K block
+ * and block of at most nc columns it packs op(B) into panels, then calls the micro-kernel for
+ * every tile. Memory layouts:
  *
  *   packed B block (kc x n, from op(B) rows k0.., columns j0..): panels of nr columns, panel p at
  *     dst + p*kc*nr, element (k, j) of the panel at [k*w + j] where w = nr for full panels and
- *     w = round_up(n_left, vec) for the last one (zero-filled beyond n_left).
+ *     w = round_up(n_left, vec) for the last one (zero-filled beyond n_left). 64-byte aligned
+ *     when dst is.
  *   A as the micro-kernel reads it: element (i, k) of the tile at a[i*a_rs + k*a_cs]. Either
- *     a_rs == 1 (a packed [kc][mr] panel, or transposed A read in place: a_cs = lda) or a_cs == 1
- *     (A read in place row by row: a_rs = lda). Kernels specialise these two cases.
+ *     a_rs == 1 (transposed A, read in place: a_cs = lda, or packed into a [kc][mr] panel:
+ *     a_cs = mr) or a_cs == 1 (A read in place, row by row: a_rs = lda). Kernels specialise
+ *     these two cases.
  *
  * kernel: C[m x n tile] = alpha * A·B + beta * C for 1 <= m <= mr, 1 <= n <= nr, kc >= 1;
- * beta == 0 never reads C. */
+ * beta == 0 never reads C. C needs no alignment. */
 typedef struct {
-    const char *name;
     int mr, nr, vec; /* micro-tile rows and columns; B panel width granularity (floats) */
     int kc, nc;      /* cache blocks: K depth of a packed block, columns of a packed B block */
     int mc;          /* rows of transposed A packed at once (a multiple of mr) */

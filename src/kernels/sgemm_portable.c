@@ -58,5 +58,5 @@ static void kernel_portable(int m, int n, int kc, const float *a, ptrdiff_t a_rs
     }
 }
 
-const dsc_gemm_impl dsc_gemm_portable = {"portable", MR, NR, 1, KC, NC, MC, pack_b_portable, pack_at_portable,
+const dsc_gemm_impl dsc_gemm_portable = {MR, NR, 1, KC, NC, MC, pack_b_portable, pack_at_portable,
                                          kernel_portable};

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "base/mem.h"
+#include "base/prof.h"
 #include "model/block.h"
 #include "model/config.h"
 #include "model/ffn.h"
@@ -82,25 +83,38 @@ void block_forward(const dsc_config *c, int l, const block_weights *w, const rop
     int N = B * T, d = c->hidden_size;
     size_t nd = (size_t)N * d;
     a->x_in = x_in;
+    PROF_BEGIN();
     if (!cfg_has_mhc(c)) {
         /* x_mid = x_in + MLA(RMSNorm(x_in));  x_out = x_mid + FFN(RMSNorm(x_mid)) */
         rmsnorm_forward(a->an, a->an_rstd, x_in, w->attn_norm, N, d, c->rms_norm_eps);
+        PROF_END(PROF_NORM);
         mla_forward(c, &w->attn, rope, &a->attn, a->y_a, a->an, B, T, scratch);
+        PROF_END(PROF_ATTN_FWD);
         for (size_t i = 0; i < nd; i++) a->x_mid[i] = x_in[i] + a->y_a[i];
         rmsnorm_forward(a->fn, a->fn_rstd, a->x_mid, w->ffn_norm, N, d, c->rms_norm_eps);
+        PROF_END(PROF_NORM);
         ffn_sublayer_forward(c, l, w, a, B, T, load, balance, scratch);
+        PROF_END(PROF_FFN_FWD);
         for (size_t i = 0; i < nd; i++) x_out[i] = a->x_mid[i] + a->y_f[i];
+        PROF_END(PROF_NORM);
         return;
     }
     /* mHC: x_mid = H_res x_in + H_post ⊗ MLA(RMSNorm(H_pre·x_in)), and the same for the FFN */
     mhc_pre(c, &w->attn_mhc, &a->mhc_a, a->u_a, x_in, N, scratch);
+    PROF_END(PROF_MHC);
     rmsnorm_forward(a->an, a->an_rstd, a->u_a, w->attn_norm, N, d, c->rms_norm_eps);
+    PROF_END(PROF_NORM);
     mla_forward(c, &w->attn, rope, &a->attn, a->y_a, a->an, B, T, scratch);
+    PROF_END(PROF_ATTN_FWD);
     mhc_post(c, &a->mhc_a, a->x_mid, x_in, a->y_a, N);
     mhc_pre(c, &w->ffn_mhc, &a->mhc_f, a->u_f, a->x_mid, N, scratch);
+    PROF_END(PROF_MHC);
     rmsnorm_forward(a->fn, a->fn_rstd, a->u_f, w->ffn_norm, N, d, c->rms_norm_eps);
+    PROF_END(PROF_NORM);
     ffn_sublayer_forward(c, l, w, a, B, T, load, balance, scratch);
+    PROF_END(PROF_FFN_FWD);
     mhc_post(c, &a->mhc_f, x_out, a->x_mid, a->y_f, N);
+    PROF_END(PROF_MHC);
 }
 
 void block_backward(const dsc_config *c, int l, const block_weights *w, const block_weights *g,
@@ -114,6 +128,7 @@ void block_backward(const dsc_config *c, int l, const block_weights *w, const bl
     float *dx_mid = dx_in;                             /* dx_in holds dx_mid until the attention part */
 
     /* ---- feed-forward sub-layer ---- */
+    PROF_BEGIN();
     const float *dy_f;
     if (!cfg_has_mhc(c)) {
         memcpy(dx_mid, dx_out, sizeof(float) * stream); /* residual path */
@@ -123,17 +138,22 @@ void block_backward(const dsc_config *c, int l, const block_weights *w, const bl
         mhc_backward_post(c, &a->mhc_f, dx_mid, dsub, dx_out, a->x_mid, a->y_f, N);
         dy_f = dsub;
     }
+    PROF_END(PROF_MHC);
     memset(dnormed, 0, sizeof(float) * nd);
     if (w->is_moe)
         moe_backward(c, &w->moe, &g->moe, &a->moe, dnormed, dy_f, B, T, balance_weight, work);
     else
         ffn_backward(dnormed, &g->mlp, dy_f, &w->mlp, a->fn, a->h1, a->h3, work, N, d, c->intermediate_size);
+    PROF_END(PROF_FFN_BWD);
     if (!cfg_has_mhc(c)) {
         rmsnorm_backward(dx_mid, g->ffn_norm, dnormed, a->x_mid, w->ffn_norm, a->fn_rstd, N, d);
+        PROF_END(PROF_NORM);
     } else {
         memset(dsub, 0, sizeof(float) * nd);
         rmsnorm_backward(dsub, g->ffn_norm, dnormed, a->u_f, w->ffn_norm, a->fn_rstd, N, d);
+        PROF_END(PROF_NORM);
         mhc_backward_pre(c, &w->ffn_mhc, &g->ffn_mhc, &a->mhc_f, dx_mid, dsub, a->x_mid, N, work);
+        PROF_END(PROF_MHC);
     }
 
     /* ---- attention sub-layer: dx_mid -> dx_in (dx_out is free now: it becomes dx_mid's copy) ---- */
@@ -148,13 +168,18 @@ void block_backward(const dsc_config *c, int l, const block_weights *w, const bl
         mhc_backward_post(c, &a->mhc_a, dx_in, dsub, dmid, a->x_in, a->y_a, N);
         dy_a = dsub;
     }
+    PROF_END(PROF_MHC);
     memset(dnormed, 0, sizeof(float) * nd);
     mla_backward(c, &w->attn, &g->attn, rope, &a->attn, dnormed, dy_a, B, T, work);
+    PROF_END(PROF_ATTN_BWD);
     if (!cfg_has_mhc(c)) {
         rmsnorm_backward(dx_in, g->attn_norm, dnormed, a->x_in, w->attn_norm, a->an_rstd, N, d);
+        PROF_END(PROF_NORM);
     } else {
         memset(dsub, 0, sizeof(float) * nd);
         rmsnorm_backward(dsub, g->attn_norm, dnormed, a->u_a, w->attn_norm, a->an_rstd, N, d);
+        PROF_END(PROF_NORM);
         mhc_backward_pre(c, &w->attn_mhc, &g->attn_mhc, &a->mhc_a, dx_in, dsub, a->x_in, N, work);
+        PROF_END(PROF_MHC);
     }
 }

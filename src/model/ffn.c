@@ -3,20 +3,19 @@
 #include <omp.h>
 
 #include "kernels/kernels.h"
+#include "kernels/vmath.h"
 #include "model/ffn.h"
 
-static inline float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
-
 void swiglu_forward(float *act, const float *h1, const float *h3, long n) {
-#pragma omp parallel for schedule(static) if (!omp_in_parallel() && n > 65536)
-    for (long i = 0; i < n; i++) act[i] = h1[i] * sigmoidf(h1[i]) * h3[i];
+#pragma omp parallel for simd schedule(static) if (!omp_in_parallel() && n > 65536)
+    for (long i = 0; i < n; i++) act[i] = h1[i] * dsc_sigmoidf(h1[i]) * h3[i];
 }
 
 /* silu(a) = a σ(a);  silu'(a) = σ(a) (1 + a (1 − σ(a))) */
 void swiglu_backward(float *dh1, float *dh3, const float *dact, const float *h1, const float *h3, long n) {
-#pragma omp parallel for schedule(static) if (!omp_in_parallel() && n > 65536)
+#pragma omp parallel for simd schedule(static) if (!omp_in_parallel() && n > 65536)
     for (long i = 0; i < n; i++) {
-        float a = h1[i], s = sigmoidf(a), g = dact[i]; /* read first: dact may alias dh1 or dh3 */
+        float a = h1[i], s = dsc_sigmoidf(a), g = dact[i]; /* read first: dact may alias dh1 or dh3 */
         dh3[i] = g * a * s;
         dh1[i] = g * h3[i] * s * (1.0f + a * (1.0f - s));
     }

@@ -1,10 +1,11 @@
 /* loss.c: softmax cross-entropy, computed row by row with the max subtracted, and turned into its
- * gradient in place so the [N, V] logits buffer is reused. */
+ * gradient in place so the [N, V] logits buffer is reused. The exponentials are computed once,
+ * vectorised (dsc_expf), and kept in the row for the gradient. */
 #include <math.h>
 #include <omp.h>
-
 #include <stddef.h>
 
+#include "kernels/vmath.h"
 #include "model/loss.h"
 
 int64_t ce_count_targets(const int32_t *targets, int N) {
@@ -24,17 +25,26 @@ double ce_forward_backward(float *logits, const int32_t *targets, int N, int V, 
                 for (int v = 0; v < V; v++) row[v] = 0.0f;
             continue;
         }
-        float mx = row[0];
-        for (int v = 1; v < V; v++) mx = row[v] > mx ? row[v] : mx;
-        float sum = 0; /* terms are in (0, 1]: a float sum loses nothing that matters here */
-        for (int v = 0; v < V; v++) sum += expf(row[v] - mx);
-        double logz = mx + log((double)sum);
-        total += logz - row[t];
+        float lt = row[t], mx = row[0];
+#pragma omp simd reduction(max : mx)
+        for (int v = 0; v < V; v++) mx = row[v] > mx ? row[v] : mx;
+        float sum = 0; /* 16 partial sums of terms in (0, 1]: accurate to a few ulp */
         if (grad_scale != 0.0f) {
+#pragma omp simd reduction(+ : sum)
+            for (int v = 0; v < V; v++) {
+                float e = dsc_expf(row[v] - mx);
+                row[v] = e;
+                sum += e;
+            }
             float scale = grad_scale / sum;
-            for (int v = 0; v < V; v++) row[v] = scale * expf(row[v] - mx);
+#pragma omp simd
+            for (int v = 0; v < V; v++) row[v] *= scale;
             row[t] -= grad_scale;
+        } else {
+#pragma omp simd reduction(+ : sum)
+            for (int v = 0; v < V; v++) sum += dsc_expf(row[v] - mx);
         }
+        total += mx + log((double)sum) - lt;
     }
     return total;
 }

@@ -11,6 +11,7 @@
 
 #include "base/mem.h"
 #include "kernels/kernels.h"
+#include "kernels/vmath.h"
 #include "model/config.h"
 #include "model/mla.h"
 #include "model/norm.h"
@@ -154,12 +155,14 @@ void mla_forward(const dsc_config *c, const mla_weights *w, const rope_table *ro
                 for (int j = 0; j <= i; j++)
                     if (keep[j] && row[j] * scale > mx) mx = row[j] * scale;
                 float sum = 0;
+#pragma omp simd reduction(+ : sum)
                 for (int j = 0; j <= i; j++) {
-                    float e = keep[j] ? expf(row[j] * scale - mx) : 0.0f;
+                    float e = keep[j] ? dsc_expf(row[j] * scale - mx) : 0.0f;
                     row[j] = e;
                     sum += e;
                 }
                 float inv = 1.0f / sum;
+#pragma omp simd
                 for (int j = 0; j <= i; j++) row[j] *= inv;
                 for (int j = i + 1; j < T; j++) row[j] = 0.0f;
             }

@@ -11,6 +11,7 @@
 
 #include "base/error.h"
 #include "base/mem.h"
+#include "base/prof.h"
 #include "base/rng.h"
 #include "kernels/kernels.h"
 #include "model/block.h"
@@ -287,15 +288,19 @@ static void main_forward(dsc_model *m, const int32_t *tokens, int B, int T, bool
     const dsc_config *c = &m->cfg;
     model_workspace *ws = m->ws;
     int N = B * T, d = c->hidden_size, n = cfg_streams(c), E = c->n_routed_experts;
+    PROF_BEGIN();
     embed_forward(ws->h0, m->w.embed, tokens, N, d);
     mhc_expand(ws->streams[0], ws->h0, N, n, d);
+    PROF_END(PROF_EMBED);
     for (int l = 0; l < c->num_hidden_layers; l++) {
         int64_t *load = count_loads && m->w.blocks[l].is_moe ? m->expert_load + (size_t)l * E : NULL;
         block_forward(c, l, &m->w.blocks[l], &m->rope, &ws->acts[l], ws->streams[l + 1], ws->streams[l], B, T, load,
                       balance, ws->scratch);
     }
+    prof_t0_ = prof_enabled() ? prof_now() : 0;
     mhc_reduce(ws->h, ws->streams[c->num_hidden_layers], N, n, d);
     rmsnorm_forward(ws->hn, ws->hn_rstd, ws->h, m->w.norm, N, d, c->rms_norm_eps);
+    PROF_END(PROF_NORM);
 }
 
 dsc_status dsc_model_logits(dsc_model *m, const int32_t *tokens, int B, int T, float *logits) {
@@ -314,6 +319,7 @@ static double head_loss(dsc_model *m, const float *g, const int32_t *targets, in
     const dsc_config *c = &m->cfg;
     int d = c->hidden_size, V = c->vocab_size;
     float *logits = m->ws->logits;
+    PROF_BEGIN();
     dsc_linear_forward(logits, g, m->w.head, N, d, V, false);
     float scale = count > 0 ? weight / (float)count : 0.0f;
     double sum = ce_forward_backward(logits, targets, N, V, scale);
@@ -323,6 +329,7 @@ static double head_loss(dsc_model *m, const float *g, const int32_t *targets, in
     } else {
         memset(dg, 0, sizeof(float) * (size_t)N * d);
     }
+    PROF_END(PROF_HEAD_LOSS);
     return sum;
 }
 

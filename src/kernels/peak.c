@@ -1,0 +1,79 @@
+/* peak.c: the machine's fp32 FMA peak, measured: independent fused multiply-adds on every thread
+ * with the widest vectors the kernels use. Benchmarks divide achieved FLOP/s by it. */
+#include <omp.h>
+#include <stdbool.h>
+#include <time.h>
+
+#include "kernels/kernels.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+#if defined(__x86_64__)
+/* 16 independent accumulators hide the 4-cycle FMA latency on two ports with room to spare.
+ * acc = acc * 0.999 + 0.001 converges to 1: no overflow, no denormals. */
+__attribute__((target("avx512f,fma"))) static float fma_loop_avx512(long iters) {
+    __m512 acc[16];
+    for (int j = 0; j < 16; j++) acc[j] = _mm512_set1_ps((float)j);
+    const __m512 x = _mm512_set1_ps(0.999f), y = _mm512_set1_ps(0.001f);
+    for (long i = 0; i < iters; i++) {
+#pragma GCC unroll 16
+        for (int j = 0; j < 16; j++) acc[j] = _mm512_fmadd_ps(acc[j], x, y);
+    }
+    __m512 s = acc[0];
+    for (int j = 1; j < 16; j++) s = _mm512_add_ps(s, acc[j]);
+    return _mm512_reduce_add_ps(s);
+}
+
+__attribute__((target("avx2,fma"))) static float fma_loop_avx2(long iters) {
+    __m256 acc[12];
+    for (int j = 0; j < 12; j++) acc[j] = _mm256_set1_ps((float)j);
+    const __m256 x = _mm256_set1_ps(0.999f), y = _mm256_set1_ps(0.001f);
+    for (long i = 0; i < iters; i++) {
+#pragma GCC unroll 12
+        for (int j = 0; j < 12; j++) acc[j] = _mm256_fmadd_ps(acc[j], x, y);
+    }
+    float out[8], s = 0;
+    for (int j = 1; j < 12; j++) acc[0] = _mm256_add_ps(acc[0], acc[j]);
+    _mm256_storeu_ps(out, acc[0]);
+    for (int j = 0; j < 8; j++) s += out[j];
+    return s;
+}
+#endif
+
+/* fp32 GFLOP/s of independent FMAs on `threads` threads, for the widest vectors the kernels use
+ * (0 when there is no FMA path). The best of 7 runs: other processes can only slow it down, so
+ * this is the closest to what the hardware does, and the fractions of peak below are not
+ * flattered by a noisy peak. */
+double dsc_fma_peak_gflops(int threads) {
+#if defined(__x86_64__)
+    bool z = dsc_kernels_isa() == DSC_ISA_AVX512;
+    if (dsc_kernels_isa() == DSC_ISA_PORTABLE) return 0;
+    const long iters = 10000000;
+    double flops = (double)threads * iters * (z ? 16 * 16 * 2 : 12 * 8 * 2), best = 0;
+    volatile float sink = 0;
+    for (int r = 0; r < 7; r++) {
+        double t0 = now();
+#pragma omp parallel num_threads(threads)
+        {
+            float s = z ? fma_loop_avx512(iters) : fma_loop_avx2(iters);
+#pragma omp atomic
+            sink += s;
+        }
+        double g = flops / (now() - t0) * 1e-9;
+        if (g > best) best = g;
+    }
+    (void)sink;
+    return best;
+#else
+    (void)threads;
+    return 0;
+#endif
+}
