@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "base/rng.h"
+#include "bench_util.h"
 #include "kernels/kernels.h"
 
 #if defined(__x86_64__)
@@ -18,22 +19,6 @@
 #endif
 
 #define BATCH_SECONDS 0.03 /* each timed batch repeats the product for about this long */
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 /* ---- OpenBLAS peer ---- */
 
@@ -120,9 +105,9 @@ static void run_blas(const blas_peer *p, const job *j) {
 
 /* Seconds per call over one batch of `calls` calls. */
 static double time_batch(const blas_peer *p, const job *j, int calls) {
-    double t0 = now();
+    double t0 = bench_now();
     for (int c = 0; c < calls; c++) p ? run_blas(p, j) : run_dsc(j);
-    return (now() - t0) / calls;
+    return (bench_now() - t0) / calls;
 }
 
 /* Idle threads of either library spin for a while before they sleep (OpenMP's for ~ms, OpenBLAS's
@@ -137,7 +122,7 @@ typedef struct {
 } rate;
 
 static rate summarize(double *g, int n) {
-    rate r = {median(g, n), g[0]};
+    rate r = {bench_median(g, n), g[0]};
     for (int i = 0; i < n; i++)
         if (g[i] > r.best) r.best = g[i];
     return r;

@@ -12,21 +12,11 @@
 #include <time.h>
 
 #include "base/rng.h"
+#include "bench_util.h"
 #include "dsc.h"
 #include "kernels/kernels.h"
 #include "model/config.h"
 #include "train/adamw.h"
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
 
 /* Model FLOPs of one training step (forward x 3), counting only useful work: causal attention
  * over (T+1)/2 keys on average, the MTP blocks and heads, and no embedding lookups. */
@@ -107,7 +97,7 @@ int main(int argc, char **argv) {
     for (int s = 0; s < warmup + steps; s++) {
         dsc_gemm_stats st0, st1;
         dsc_gemm_stats_get(&st0);
-        double t0 = now();
+        double t0 = bench_now();
         dsc_losses l;
         dsc_model_zero_grad(m);
         if (dsc_model_forward_backward(m, tokens, targets, B, T, &l)) {
@@ -116,7 +106,7 @@ int main(int argc, char **argv) {
         }
         adamw_step(opt, m, &hp, 1.0f);
         dsc_model_update_expert_bias(m, cfg.bias_update_speed);
-        double dt = now() - t0;
+        double dt = bench_now() - t0;
         dsc_gemm_stats_get(&st1);
         if (s == 0) first_loss = l.total;
         last_loss = l.total;
@@ -128,8 +118,7 @@ int main(int argc, char **argv) {
             gemm_f[s - warmup] = st1.top_flops - st0.top_flops;
         }
     }
-    qsort(times, steps, sizeof *times, cmp_double);
-    double med = times[steps / 2], gs = 0, gf = 0;
+    double med = bench_median(times, steps), gs = 0, gf = 0;
     for (int s = 0; s < steps; s++) gs += gemm_s[s], gf += gemm_f[s];
     double flops = step_flops(&cfg, B, T);
     double peak = dsc_fma_peak_gflops(dsc_num_threads());

@@ -141,6 +141,15 @@ typedef struct dsc_losses {
 dsc_status dsc_model_forward_backward(dsc_model *m, const int32_t *tokens, const int32_t *targets,
                                       int B, int T, dsc_losses *out);
 void dsc_model_zero_grad(dsc_model *m);
+/* Multiplies every gradient by s (gradient accumulation averages micro-batches with it). */
+void dsc_model_scale_grads(dsc_model *m, float s);
+/* Forward only: the main model's mean next-token cross-entropy (out->ce and out->total; no MTP,
+ * no balance term, no gradient, no expert-load counting). For validation. */
+dsc_status dsc_model_loss(dsc_model *m, const int32_t *tokens, const int32_t *targets, int B, int T,
+                          dsc_losses *out);
+/* Tokens routed to each expert since the last bias update: out [(L + D) * E], block-major
+ * (rows of dense blocks are 0). Returns E (0 for a model without MoE). */
+int dsc_model_expert_loads(const dsc_model *m, int64_t *out);
 /* Aux-loss-free balancing: b_i += gamma * sign(mean_j c_j - c_i) per MoE layer, from the expert
  * loads counted since the last call; then the counts are reset. */
 dsc_status dsc_model_update_expert_bias(dsc_model *m, float gamma);

@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # deps.sh: installs the Debian packages dsc needs, if any is missing.
-#   scripts/deps.sh build   compiler, CMake, jansson (enough to build and run dsc)
+#   scripts/deps.sh build   compiler, CMake, jansson, PCRE2 (enough to build and run dsc)
 #   scripts/deps.sh test    + PyTorch and NumPy for the reference, clang for the fuzzers
 #   scripts/deps.sh bench   + OpenBLAS, so that the PyTorch peer runs at its best
 set -euo pipefail
-want=(build-essential cmake pkg-config libjansson-dev)
+want=(build-essential cmake pkg-config libjansson-dev libpcre2-dev)
 case "${1:-build}" in
   build) ;;
-  test)  want+=(python3-torch python3-numpy clang libclang-rt-14-dev) ;;
+  test)  want+=(python3-torch python3-numpy clang libclang-rt-14-dev)
+         # node + npm for the DeepSeek-V3 tokenizer reference (tests/tok); a node that is already
+         # there (e.g. one that bundles npm) is kept
+         command -v node >/dev/null || want+=(nodejs)
+         command -v npm >/dev/null || want+=(npm) ;;
   bench) want+=(python3-torch python3-numpy libopenblas0-pthread) ;;
   *) echo "usage: $0 build|test|bench" >&2; exit 2 ;;
 esac

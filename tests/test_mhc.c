@@ -1,8 +1,10 @@
 /* test_mhc.c: the mHC sub-layer (src/model/mhc.c). Sinkhorn properties; the forward pass against a
- * plain double-precision transcription of docs/MODEL.md §8; the initialisation claim (the block
- * starts as a plain residual); finite-difference checks of every gradient through a toy F; a
- * batch run (parallel path) against one token at a time; expand/reduce and their adjoints. */
+ * plain double-precision transcription of docs/MODEL.md §8 (and mhc_sinkhorn against the forward
+ * pass, bit for bit); the initialisation claim (the block starts as a plain residual);
+ * finite-difference checks of every gradient through a toy F; batch runs (parallel paths, partial
+ * blocks, several thread counts) against one token at a time; expand/reduce and their adjoints. */
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -227,6 +229,16 @@ static void test_forward(int n, int d, dsc_rng *r) {
     snprintf(what, sizeof what, "forward n=%d: H_post", n), check_vs_double(what, f.acts.h_post, hq, N * n, 1e-5);
     snprintf(what, sizeof what, "forward n=%d: H_res", n), check_vs_double(what, f.acts.h_res, hr, N * n * n, 1e-5);
     snprintf(what, sizeof what, "forward n=%d: x'", n), check_vs_double(what, f.xo, xo, N * C, 1e-5);
+    /* mhc_sinkhorn is the forward pass's Sinkhorn bit for bit (the logits as mhc.c forms them) */
+    int same = 1;
+    for (size_t t = 0; t < N; t++) {
+        float z[36], M[36];
+        const float *at = f.acts.a + t * f.m;
+        for (int i = 0; i < n * n; i++) z[i] = fmaf(f.w.alpha[2], at[2 * n + i], f.w.bias[2 * n + i]);
+        mhc_sinkhorn(M, z, n, 20);
+        same &= memcmp(M, f.acts.h_res + t * n * n, sizeof(float) * n * n) == 0;
+    }
+    CHECK(same, "forward n=%d: H_res differs from mhc_sinkhorn of its logits", n);
     /* the coefficients are really spread out (a test at near-identity H_res would prove little) */
     double offdiag = 0;
     for (size_t t = 0; t < N; t++)
@@ -301,10 +313,13 @@ static double test_gradients(int n, int d, int iters, dsc_rng *r) {
 }
 
 /* ---------------------------------------------------------------------------------------------
- * 5. A batch large enough for the parallel path equals one token at a time
+ * 5. A batch large enough for the parallel path equals one token at a time: full blocks of 16
+ *    tokens (48), a partial last block (45), and more threads than blocks (threads > 0 sets them).
  * ------------------------------------------------------------------------------------------- */
-static void test_batch(dsc_rng *r) {
-    const int N = 48, n = 4, d = 256, m = n * n + 2 * n;
+static void test_batch(int N, int threads, dsc_rng *r) {
+    const int n = 4, d = 256, m = n * n + 2 * n;
+    const int saved_threads = omp_get_max_threads();
+    if (threads > 0) omp_set_num_threads(threads);
     const size_t C = (size_t)n * d;
     fixture fb, f1;
     fx_init(&fb, N, n, d, 20, r);
@@ -328,13 +343,20 @@ static void test_batch(dsc_rng *r) {
         for (int i = 0; i < m; i++) gbias[i] += f1.g.bias[i];
         for (int q = 0; q < 3; q++) galpha[q] += f1.g.alpha[q];
     }
-    tu_check_close("batch: x'", fb.xo, xo, N * C, 1e-5);
-    tu_check_close("batch: dx", fb.dx, dx, N * C, 1e-5);
-    tu_check_close("batch: dphi", fb.g.phi, gphi, m * C, 1e-5);
-    tu_check_close("batch: dbias", fb.g.bias, gbias, m, 1e-5);
-    tu_check_close("batch: dalpha", fb.g.alpha, galpha, 3, 1e-5);
+    char what[64];
+    snprintf(what, sizeof what, "batch %d (threads %d): x'", N, omp_get_max_threads());
+    tu_check_close(what, fb.xo, xo, N * C, 1e-5);
+    snprintf(what, sizeof what, "batch %d (threads %d): dx", N, omp_get_max_threads());
+    tu_check_close(what, fb.dx, dx, N * C, 1e-5);
+    snprintf(what, sizeof what, "batch %d (threads %d): dphi", N, omp_get_max_threads());
+    tu_check_close(what, fb.g.phi, gphi, m * C, 1e-5);
+    snprintf(what, sizeof what, "batch %d (threads %d): dbias", N, omp_get_max_threads());
+    tu_check_close(what, fb.g.bias, gbias, m, 1e-5);
+    snprintf(what, sizeof what, "batch %d (threads %d): dalpha", N, omp_get_max_threads());
+    tu_check_close(what, fb.g.alpha, galpha, 3, 1e-5);
     free(xo), free(dx), free(gphi), free(gbias);
     fx_free(&fb), fx_free(&f1);
+    omp_set_num_threads(saved_threads);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -385,7 +407,10 @@ int main(void) {
     worst = fmax(worst, test_gradients(2, 8, 20, &r));
     worst = fmax(worst, test_gradients(4, 8, 3, &r));
     printf("finite differences: worst %.2e\n", worst);
-    test_batch(&r);
+    test_batch(48, 0, &r);
+    test_batch(45, 0, &r);
+    test_batch(45, 1, &r);
+    test_batch(40, 5, &r);
     test_expand_reduce(&r);
     return tu_finish("test_mhc");
 }

@@ -7,5 +7,10 @@ const dsc_command dsc_commands[] = {
     {"info", cmd_info},
     {"init", cmd_init},
     {"forward", cmd_forward},
+    {"data", cmd_data},
+    {"tokenizer", cmd_tokenizer},
+    {"tokenize", cmd_tokenize},
+    {"train", cmd_train},
+    {"sample", cmd_sample},
     {NULL, NULL},
 };

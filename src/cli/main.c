@@ -9,10 +9,15 @@ static void usage(FILE *f) {
             "dsc %s: the DeepSeek language-model stack in C\n"
             "usage: dsc <command> [options]\n\n"
             "commands:\n"
-            "  info      parameters, FLOPs and KV-cache size of a preset, config or model\n"
-            "  init      write a randomly initialised model directory (config.json + model.safetensors)\n"
-            "  forward   write the logits of every position of a token list\n"
-            "  help      this text; 'dsc <command> --help' for a command's options\n",
+            "  info       parameters, FLOPs and KV-cache size of a preset, config or model\n"
+            "  init       write a randomly initialised model directory (config.json + model.safetensors)\n"
+            "  forward    write the logits of every position of a token list\n"
+            "  tokenizer  train a byte-level BPE tokenizer (tokenizer train)\n"
+            "  tokenize   text -> token ids, or ids -> text (--decode)\n"
+            "  data       prepare token shards from text and generated problems; export problems\n"
+            "  train      pretrain a model on prepared data (checkpoints, metrics, loss plot, resume)\n"
+            "  sample     generate text from a trained model\n"
+            "  help       this text; 'dsc <command> --help' for a command's options\n",
             DSC_VERSION);
 }
 

@@ -4,6 +4,7 @@
 #include <math.h>
 #include <omp.h>
 #include <stddef.h>
+#include <stdlib.h>
 
 #include "kernels/vmath.h"
 #include "model/loss.h"
@@ -15,9 +16,13 @@ int64_t ce_count_targets(const int32_t *targets, int N) {
 }
 
 double ce_forward_backward(float *logits, const int32_t *targets, int N, int V, float grad_scale) {
-    double total = 0;
-#pragma omp parallel for schedule(static) reduction(+ : total)
+    /* Per-row losses summed in row order afterwards: the total is the same bits whatever the
+     * thread count or scheduling (a resumed run must reproduce the losses exactly). */
+    double *row_loss = malloc(sizeof(double) * (N > 0 ? N : 1));
+    if (!row_loss) return NAN;
+#pragma omp parallel for schedule(static)
     for (int i = 0; i < N; i++) {
+        row_loss[i] = 0;
         float *row = logits + (size_t)i * V;
         int t = targets[i];
         if (t < 0) {
@@ -44,7 +49,10 @@ double ce_forward_backward(float *logits, const int32_t *targets, int N, int V, 
 #pragma omp simd reduction(+ : sum)
             for (int v = 0; v < V; v++) sum += dsc_expf(row[v] - mx);
         }
-        total += mx + log((double)sum) - lt;
+        row_loss[i] = mx + log((double)sum) - lt;
     }
+    double total = 0;
+    for (int i = 0; i < N; i++) total += row_loss[i];
+    free(row_loss);
     return total;
 }

@@ -131,6 +131,18 @@ int dsc_model_tensor_info(const dsc_model *m, int i, int64_t shape[4], float **d
 
 void dsc_model_zero_grad(dsc_model *m) { memset(m->grads, 0, m->n_floats * sizeof(float)); }
 
+void dsc_model_scale_grads(dsc_model *m, float s) {
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < m->n_floats; i++) m->grads[i] *= s;
+}
+
+int dsc_model_expert_loads(const dsc_model *m, int64_t *out) {
+    const dsc_config *c = &m->cfg;
+    int E = c->n_routed_experts;
+    if (E > 0) memcpy(out, m->expert_load, sizeof(int64_t) * (size_t)(c->num_hidden_layers + c->num_nextn_predict_layers) * E);
+    return E;
+}
+
 dsc_status dsc_model_init(dsc_model *m, uint64_t seed) {
     const dsc_config *c = &m->cfg;
     int n = cfg_streams(c);
@@ -309,6 +321,24 @@ dsc_status dsc_model_logits(dsc_model *m, const int32_t *tokens, int B, int T, f
     if (check_tokens(c, tokens, B * T, "tokens", false) || ensure_workspace(m, B, T)) return DSC_ERR;
     main_forward(m, tokens, B, T, false, NULL);
     dsc_linear_forward(logits, m->ws->hn, m->w.head, B * T, c->hidden_size, c->vocab_size, false);
+    return DSC_OK;
+}
+
+dsc_status dsc_model_loss(dsc_model *m, const int32_t *tokens, const int32_t *targets, int B, int T,
+                          dsc_losses *out) {
+    const dsc_config *c = &m->cfg;
+    memset(out, 0, sizeof *out);
+    if (B <= 0 || T <= 0) return dsc_set_error("expected at least one token, found B=%d T=%d", B, T);
+    if (check_tokens(c, tokens, B * T, "tokens", false) || check_tokens(c, targets, B * T, "targets", true) ||
+        ensure_workspace(m, B, T))
+        return DSC_ERR;
+    main_forward(m, tokens, B, T, false, NULL);
+    float *logits = m->ws->logits;
+    dsc_linear_forward(logits, m->ws->hn, m->w.head, B * T, c->hidden_size, c->vocab_size, false);
+    int64_t count = ce_count_targets(targets, B * T);
+    double sum = ce_forward_backward(logits, targets, B * T, c->vocab_size, 0.0f);
+    out->ce = out->total = count > 0 ? (float)(sum / count) : 0.0f;
+    out->n_targets = count;
     return DSC_OK;
 }
 

@@ -37,17 +37,37 @@ void adamw_free(adamw *o) {
 }
 
 long adamw_steps(const adamw *o) { return o->t; }
+float *adamw_first_moment(adamw *o) { return o->m; }
+float *adamw_second_moment(adamw *o) { return o->v; }
+void adamw_set_steps(adamw *o, long t) { o->t = t; }
+
+/* Σ g² over one tensor, deterministic whatever the thread count: fixed chunks, each summed in
+ * double, then the chunk sums added in order (the norm decides the clipping, so a resumed run
+ * must get the same bits). */
+enum { NORM_CHUNK = 8192 };
+static double sum_squares(const float *g, size_t n) {
+    size_t nc = (n + NORM_CHUNK - 1) / NORM_CHUNK;
+    double part[64], total = 0;
+    for (size_t c0 = 0; c0 < nc; c0 += 64) {
+        size_t cn = nc - c0 < 64 ? nc - c0 : 64;
+#pragma omp parallel for schedule(static) if (cn > 4)
+        for (size_t c = 0; c < cn; c++) {
+            size_t beg = (c0 + c) * NORM_CHUNK, end = beg + NORM_CHUNK < n ? beg + NORM_CHUNK : n;
+            double s = 0;
+            for (size_t j = beg; j < end; j++) s += (double)g[j] * g[j];
+            part[c] = s;
+        }
+        for (size_t c = 0; c < cn; c++) total += part[c];
+    }
+    return total;
+}
 
 double adamw_grad_norm(const dsc_model *m) {
     double ss = 0;
     for (int i = 0; i < m->n_descs; i++) {
         const tensor_desc *t = &m->descs[i];
         if (t->flags & TENSOR_NO_GRAD) continue;
-        const float *g = m->grads + t->offset;
-        double s = 0;
-#pragma omp parallel for reduction(+ : s) if (t->numel > 65536)
-        for (size_t j = 0; j < t->numel; j++) s += (double)g[j] * g[j];
-        ss += s;
+        ss += sum_squares(m->grads + t->offset, t->numel);
     }
     return sqrt(ss);
 }

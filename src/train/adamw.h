@@ -20,5 +20,10 @@ double adamw_grad_norm(const dsc_model *m);
  * Returns the gradient norm before clipping. */
 double adamw_step(adamw *o, dsc_model *m, const adamw_params *p, float clip);
 long adamw_steps(const adamw *o);
+/* The moments (same layout as the model's parameters, n_floats each) and the step counter, for
+ * checkpoints. */
+float *adamw_first_moment(adamw *o);
+float *adamw_second_moment(adamw *o);
+void adamw_set_steps(adamw *o, long t);
 
 #endif
