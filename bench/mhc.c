@@ -6,18 +6,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "base/rng.h"
+#include "bench_util.h"
 #include "dsc.h"
 #include "kernels/kernels.h"
 #include "model/mhc.h"
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
 
 static float *falloc(size_t n) {
     float *p = aligned_alloc(64, ((n ? n : 1) * sizeof(float) + 63) / 64 * 64);
@@ -95,15 +89,15 @@ int main(int argc, char **argv) {
 
     double best[4] = {1e9, 1e9, 1e9, 1e9};
     for (int it = 0; it < runs + 2; it++) { /* two warm-up runs */
-        double t0 = now();
+        double t0 = bench_now();
         mhc_pre(&c, &w, &a, u, x, N, scratch);
-        double t1 = now();
+        double t1 = bench_now();
         mhc_post(&c, &a, xo, x, y, N);
-        double t2 = now();
+        double t2 = bench_now();
         mhc_backward_post(&c, &a, dx, dy, dxo, x, y, N);
-        double t3 = now();
+        double t3 = bench_now();
         mhc_backward_pre(&c, &w, &g, &a, dx, du, x, N, scratch);
-        double t4 = now();
+        double t4 = bench_now();
         if (it < 2) continue;
         double dt[4] = {t1 - t0, t2 - t1, t3 - t2, t4 - t3};
         for (int q = 0; q < 4; q++)
@@ -114,13 +108,13 @@ int main(int argc, char **argv) {
     float *gA = falloc((size_t)N * m), *gW = falloc(m * C);
     fill(&r, gA, (size_t)N * m, 1.0f);
     for (int it = 0; it < runs + 2; it++) {
-        double t0 = now();
+        double t0 = bench_now();
         dsc_linear_forward(gA, x, w.phi, N, (int)C, m, false);
-        double t1 = now();
+        double t1 = bench_now();
         dsc_linear_backward_weight(gW, gA, x, N, (int)C, m);
-        double t2 = now();
+        double t2 = bench_now();
         dsc_linear_backward_input(dx, gA, w.phi, N, (int)C, m, true);
-        double t3 = now();
+        double t3 = bench_now();
         double dt[3] = {t1 - t0, t2 - t1, t3 - t2};
         for (int q = 0; q < 3; q++)
             if (it >= 2 && dt[q] < gb[q]) gb[q] = dt[q];

@@ -1,8 +1,10 @@
 /* test_tokenizer.c: the byte-level BPE tokenizer: training on a hand-checkable corpus gives the
- * expected merges; random byte strings (invalid UTF-8 and NULs included) round-trip; special
- * tokens; save/load keeps every id; Split behaviours match Hugging Face's documented examples;
- * bad tokenizer.json fields give one-line errors naming the field; and, when tests/tok has its
- * node_modules, DeepSeek-V3's own tokenizer.json loads and encodes known strings. */
+ * expected merges, and on a larger one exactly the merges of a naive recount-every-pair trainer;
+ * random byte strings (invalid UTF-8 and NULs included) round-trip; special tokens, lstrip/rstrip
+ * and HF's two added-token passes; save/load keeps every id; Split behaviours match Hugging
+ * Face's documented examples; bad tokenizer.json fields give one-line errors naming the field;
+ * and, when tests/tok has its node_modules, DeepSeek-V3's own tokenizer.json loads, encodes
+ * known strings and saves back unchanged. */
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,8 +41,8 @@ static int32_t *roundtrip(const dsc_tokenizer *t, const char *s, size_t n, bool 
     CHECK(rc == DSC_OK, "%s: encode failed: %s", what, dsc_last_error());
     if (rc) return NULL;
     rc = dsc_tokenizer_decode(t, ids, m, &back, &len);
-    CHECK(rc == DSC_OK && len == n && !memcmp(back, s, n), "%s: round trip of %zu bytes differs (got %zu bytes)",
-          what, n, len);
+    CHECK(rc == DSC_OK && len == n && !memcmp(back, s, n), "%s: round trip of %zu bytes differs (got %zu bytes)", what,
+          n, len);
     free(back);
     *n_ids = m;
     return ids;
@@ -62,7 +64,8 @@ static void test_train_small(dsc_tokenizer **out) {
     int rc = dsc_tokenizer_train(files, 1, &o, &t);
     CHECK(rc == DSC_OK, "train: %s", dsc_last_error());
     if (rc) exit(tu_finish("test_tokenizer"));
-    const char *want[][2] = {{"a", "a"}, {"a", "b"}, {"Ġ", "aa"}, {"Ġ", "ab"}, {"aa", "ab"}, {"Ġaa", "b"}, {"Ġaa", "ab"}};
+    const char *want[][2] = {{"a", "a"},   {"a", "b"},   {"Ġ", "aa"},  {"Ġ", "ab"},
+                             {"aa", "ab"}, {"Ġaa", "b"}, {"Ġaa", "ab"}};
     CHECK(t->n_merges == 7, "train: %d merges, expected 7", t->n_merges);
     for (int r = 0; r < t->n_merges && r < 7; r++) {
         size_t la, lb;
@@ -70,15 +73,17 @@ static void test_train_small(dsc_tokenizer **out) {
         const char *b = strmap_key(&t->vocab, (size_t)t->vocab_of_id[t->merges[r].b], &lb);
         CHECK(la == strlen(want[r][0]) && !memcmp(a, want[r][0], la) && lb == strlen(want[r][1]) &&
                   !memcmp(b, want[r][1], lb),
-              "train: merge %d is \"%.*s %.*s\", expected \"%s %s\"", r, (int)la, a, (int)lb, b, want[r][0], want[r][1]);
+              "train: merge %d is \"%.*s %.*s\", expected \"%s %s\"", r, (int)la, a, (int)lb, b, want[r][0],
+              want[r][1]);
     }
-    CHECK(dsc_tokenizer_vocab_size(t) == 7 + 256 + 7, "train: vocabulary %d, expected 270", dsc_tokenizer_vocab_size(t));
+    CHECK(dsc_tokenizer_vocab_size(t) == 7 + 256 + 7, "train: vocabulary %d, expected 270",
+          dsc_tokenizer_vocab_size(t));
     CHECK(t->byte_id['a'] == 7 + 'a', "train: byte 'a' has id %d, expected %d", t->byte_id['a'], 7 + 'a');
     size_t n;
     int32_t *ids = roundtrip(t, "aaab aab", 8, true, &n, "train small");
     /* "aaab" = id 267 (5th merge: 263 + 4), " aab" = 268 (6th) */
-    CHECK(ids && n == 2 && ids[0] == 267 && ids[1] == 268, "encode \"aaab aab\": got %zu ids [%d %d], expected [267 268]",
-          n, n > 0 ? ids[0] : -1, n > 1 ? ids[1] : -1);
+    CHECK(ids && n == 2 && ids[0] == 267 && ids[1] == 268,
+          "encode \"aaab aab\": got %zu ids [%d %d], expected [267 268]", n, n > 0 ? ids[0] : -1, n > 1 ? ids[1] : -1);
     free(ids);
     /* vocab_size caps the merges; min_frequency stops them */
     dsc_tokenizer *t2;
@@ -96,13 +101,132 @@ static void test_train_small(dsc_tokenizer **out) {
     *out = t;
 }
 
+/* ---- the incremental merge loop against a naive recount ------------------------------------------ */
+
+/* Words of 1-4 of the letters a-e (skewed letter frequencies), lines of 12: the pieces are "word",
+ * " word" and "\n", so the naive trainer below can cut them without the regexes. It recounts
+ * every pair after every merge (same order: highest count, then smallest ids) and must learn
+ * exactly the merges of the real trainer. */
+#define NAIVE_IDS 1024
+static void test_train_vs_naive(void) {
+    dsc_rng r;
+    dsc_rng_seed(&r, 77);
+    size_t cap = 200000, n = 0;
+    char *text = malloc(cap);
+    for (int w = 0; n + 16 < cap; w++) {
+        if (w % 12) text[n++] = ' ';
+        int len = 1 + (int)(dsc_rng_u64(&r) % 3) + (int)(dsc_rng_u64(&r) % 4 == 0); /* 1-4 letters */
+        for (int i = 0; i < len; i++) {
+            uint64_t u = dsc_rng_u64(&r) % 15;
+            text[n++] = (char)('a' + (u < 5 ? 0 : u < 9 ? 1 : u < 12 ? 2 : u < 14 ? 3 : 4));
+        }
+        if (w % 12 == 11) text[n++] = '\n';
+    }
+    write_file("tok_naive.txt", text, n);
+    const char *files[] = {"tok_naive.txt"};
+    dsc_bpe_options o = {.vocab_size = 7 + 256 + 300, .min_frequency = 2};
+    dsc_tokenizer *t;
+    if (dsc_tokenizer_train(files, 1, &o, &t)) {
+        CHECK(0, "train naive corpus: %s", dsc_last_error());
+        free(text);
+        return;
+    }
+    /* the naive trainer: unique pieces with counts, symbols as ids, strings as raw bytes */
+    enum { MAXW = 4096, MAXL = 16 };
+    static int32_t sym[MAXW][MAXL];
+    static int len[MAXW];
+    static int64_t cnt[MAXW];
+    static char str[NAIVE_IDS][64];
+    static int slen[NAIVE_IDS];
+    static int64_t pc[NAIVE_IDS][NAIVE_IDS];
+    int nw = 0, n_ids = 7 + 256;
+    for (int b = 0; b < 256; b++) str[7 + b][0] = (char)b, slen[7 + b] = 1;
+    for (size_t i = 0; i < n;) {
+        size_t j = i + 1;
+        if (text[i] != '\n')
+            while (j < n && text[j] >= 'a' && text[j] <= 'e') j++;
+        int w = 0;
+        for (; w < nw; w++)
+            if (len[w] == (int)(j - i)) {
+                bool same = true;
+                for (size_t k = 0; k < j - i; k++) same &= sym[w][k] == 7 + (uint8_t)text[i + k];
+                if (same) break;
+            }
+        if (w == nw) {
+            if (nw == MAXW) break;
+            len[nw] = (int)(j - i), cnt[nw] = 0;
+            for (size_t k = 0; k < j - i; k++) sym[nw][k] = 7 + (uint8_t)text[i + k];
+            nw++;
+        }
+        cnt[w]++;
+        i = j;
+    }
+    int r_ = 0;
+    bool ok = true;
+    while (n_ids < o.vocab_size && ok) {
+        memset(pc, 0, sizeof pc);
+        for (int w = 0; w < nw; w++)
+            for (int k = 0; k + 1 < len[w]; k++) pc[sym[w][k]][sym[w][k + 1]] += cnt[w];
+        int64_t best = 0;
+        int ba = -1, bb = -1;
+        for (int a = 0; a < n_ids; a++)
+            for (int b = 0; b < n_ids; b++)
+                if (pc[a][b] > best) best = pc[a][b], ba = a, bb = b;
+        if (best < o.min_frequency) break;
+        char s2[128];
+        memcpy(s2, str[ba], (size_t)slen[ba]);
+        memcpy(s2 + slen[ba], str[bb], (size_t)slen[bb]);
+        int c = -1, l2 = slen[ba] + slen[bb];
+        for (int id = 7; id < n_ids && c < 0; id++)
+            if (slen[id] == l2 && !memcmp(str[id], s2, (size_t)l2)) c = id;
+        if (c < 0) {
+            c = n_ids++;
+            memcpy(str[c], s2, (size_t)l2);
+            slen[c] = l2;
+        }
+        ok = r_ < t->n_merges && t->merges[r_].a == ba && t->merges[r_].b == bb;
+        CHECK(ok, "naive trainer: merge %d is (%d, %d) count %lld; dsc learnt (%d, %d)", r_, ba, bb, (long long)best,
+              r_ < t->n_merges ? t->merges[r_].a : -1, r_ < t->n_merges ? t->merges[r_].b : -1);
+        r_++;
+        for (int w = 0; w < nw; w++) {
+            int o2 = 0;
+            for (int k = 0; k < len[w];)
+                if (k + 1 < len[w] && sym[w][k] == ba && sym[w][k + 1] == bb)
+                    sym[w][o2++] = c, k += 2;
+                else
+                    sym[w][o2++] = sym[w][k++];
+            len[w] = o2;
+        }
+    }
+    CHECK(!ok || r_ == t->n_merges, "naive trainer: %d merges, dsc %d", r_, t->n_merges);
+    CHECK(r_ > 100, "naive trainer: only %d merges were compared", r_);
+    dsc_tokenizer_free(t);
+    free(text);
+    unlink("tok_naive.txt");
+}
+
 /* ---- a bigger trained tokenizer: random bytes, specials, save/load ---------------------------- */
 
-static const char *MIXED[] = {
-    "The quick brown fox jumps over the lazy dog. ", "深度求索是一家人工智能公司。", "Съешь же ещё этих мягких булок. ",
-    "def f(x):\n    return x ** 2\n", "1234567890 3.14159 ", "😀👍🏽👨‍👩‍👧 ", "   \t\n\n  ", "<think>", "</think>",
-    "<｜User｜>", "<｜Assistant｜>", "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", "<｜▁pad▁｜>", "\xff\xfe\xc3",
-    "\xe4\xb8", "\x00\x01\x02", "é\xcc\x81", "<thin", "<｜User"};
+static const char *MIXED[] = {"The quick brown fox jumps over the lazy dog. ",
+                              "深度求索是一家人工智能公司。",
+                              "Съешь же ещё этих мягких булок. ",
+                              "def f(x):\n    return x ** 2\n",
+                              "1234567890 3.14159 ",
+                              "😀👍🏽👨‍👩‍👧 ",
+                              "   \t\n\n  ",
+                              "<think>",
+                              "</think>",
+                              "<｜User｜>",
+                              "<｜Assistant｜>",
+                              "<｜begin▁of▁sentence｜>",
+                              "<｜end▁of▁sentence｜>",
+                              "<｜▁pad▁｜>",
+                              "\xff\xfe\xc3",
+                              "\xe4\xb8",
+                              "\x00\x01\x02",
+                              "é\xcc\x81",
+                              "<thin",
+                              "<｜User"};
 
 static size_t random_text(dsc_rng *r, char *buf, size_t max) {
     size_t n = 0, want = (size_t)(dsc_rng_u64(r) % max);
@@ -138,7 +262,8 @@ static void test_random_roundtrip(void) {
     int rc = dsc_tokenizer_train(files, 1, &o, &t);
     CHECK(rc == DSC_OK, "train mixed: %s", dsc_last_error());
     if (rc) return;
-    CHECK(dsc_tokenizer_vocab_size(t) == 2000, "train mixed: vocabulary %d, expected 2000", dsc_tokenizer_vocab_size(t));
+    CHECK(dsc_tokenizer_vocab_size(t) == 2000, "train mixed: vocabulary %d, expected 2000",
+          dsc_tokenizer_vocab_size(t));
     o.threads = 1;
     dsc_tokenizer *t1;
     CHECK(dsc_tokenizer_train(files, 1, &o, &t1) == DSC_OK && dsc_tokenizer_hash(t1) == dsc_tokenizer_hash(t),
@@ -246,7 +371,8 @@ static void check_split_re(const char *kind, const char *pattern, const char *be
     pieces got = {""};
     pcre2_match_data *md = pretok_match_data(&p);
     pretok_run(&p, md, text, strlen(text), collect, &got);
-    CHECK(!strcmp(got.out, want), "split %s%s: got %s, expected %s", behavior, invert ? " (invert)" : "", got.out, want);
+    CHECK(!strcmp(got.out, want), "split %s%s: got %s, expected %s", behavior, invert ? " (invert)" : "", got.out,
+          want);
     pcre2_match_data_free(md);
     pretok_free(&p);
 }
@@ -257,8 +383,14 @@ static void check_split(const char *behavior, bool invert, const char *text, con
 
 static void test_pretok(void) {
     /* \s and \S count U+0085 as a space, as Oniguruma (HF tokenizers) does; PCRE2 alone would not */
-    check_split_re("Regex", "\\s+", "Removed", false, "a\xc2\x85" "b c", "[a][b][c]");
-    check_split_re("Regex", "\\S+", "Removed", false, "a\xc2\x85" "b", "[\xc2\x85]");
+    check_split_re("Regex", "\\s+", "Removed", false,
+                   "a\xc2\x85"
+                   "b c",
+                   "[a][b][c]");
+    check_split_re("Regex", "\\S+", "Removed", false,
+                   "a\xc2\x85"
+                   "b",
+                   "[\xc2\x85]");
     check_split_re("Regex", "[\\s,]+", "Removed", false, "a\xc2\x85,b", "[a][b]");
     const char *s = "the-final--countdown";
     check_split("Removed", false, s, "[the][final][countdown]");
@@ -276,7 +408,9 @@ static void test_pretok(void) {
     } cases[] = {
         {"Hello world", "[Hello][ world]"},
         {"12345 abc", "[123][45][ abc]"},
-        {"ab\xff\xfe" "cd", "[ab][\xff\xfe][cd]"},
+        {"ab\xff\xfe"
+         "cd",
+         "[ab][\xff\xfe][cd]"},
         {"你好世界abc", "[你好世界][abc]"},
         {"  x\n\n\ty", "[ ][ x][\n\n][\ty]"},
         {"(foo)", "[(foo][)]"},
@@ -295,10 +429,16 @@ static void test_pretok(void) {
 
 typedef void (*mutate_fn)(json_t *root);
 static void m_type(json_t *r) { json_object_set_new(json_object_get(r, "model"), "type", json_string("WordPiece")); }
-static void m_merge_form(json_t *r) { json_array_set_new(json_object_get(json_object_get(r, "model"), "merges"), 3, json_string("aab")); }
-static void m_merge_vocab(json_t *r) { json_array_set_new(json_object_get(json_object_get(r, "model"), "merges"), 2, json_string("ZZ QQ")); }
+static void m_merge_form(json_t *r) {
+    json_array_set_new(json_object_get(json_object_get(r, "model"), "merges"), 3, json_string("aab"));
+}
+static void m_merge_vocab(json_t *r) {
+    json_array_set_new(json_object_get(json_object_get(r, "model"), "merges"), 2, json_string("ZZ QQ"));
+}
 static void m_byte(json_t *r) { json_object_del(json_object_get(json_object_get(r, "model"), "vocab"), "Ā"); }
-static void m_vocab_id(json_t *r) { json_object_set_new(json_object_get(json_object_get(r, "model"), "vocab"), "a", json_integer(-5)); }
+static void m_vocab_id(json_t *r) {
+    json_object_set_new(json_object_get(json_object_get(r, "model"), "vocab"), "a", json_integer(-5));
+}
 static void m_normalizer(json_t *r) { json_object_set_new(r, "normalizer", json_pack("{s:s}", "type", "NFKC")); }
 static void m_regex(json_t *r) {
     json_t *st = json_array_get(json_object_get(json_object_get(r, "pre_tokenizer"), "pretokenizers"), 1);
@@ -317,10 +457,18 @@ static void m_pretok_type(json_t *r) {
     json_object_set_new(st, "type", json_string("Metaspace"));
 }
 static void m_dropout(json_t *r) { json_object_set_new(json_object_get(r, "model"), "dropout", json_real(0.1)); }
-static void m_prefix_sub(json_t *r) { json_object_set_new(json_object_get(r, "model"), "continuing_subword_prefix", json_string("##")); }
-static void m_added_id(json_t *r) { json_object_set_new(json_array_get(json_object_get(r, "added_tokens"), 1), "id", json_string("x")); }
-static void m_single_word(json_t *r) { json_object_set_new(json_array_get(json_object_get(r, "added_tokens"), 0), "single_word", json_true()); }
-static void m_added_dup(json_t *r) { json_object_set_new(json_array_get(json_object_get(r, "added_tokens"), 4), "content", json_string("<think>")); }
+static void m_prefix_sub(json_t *r) {
+    json_object_set_new(json_object_get(r, "model"), "continuing_subword_prefix", json_string("##"));
+}
+static void m_added_id(json_t *r) {
+    json_object_set_new(json_array_get(json_object_get(r, "added_tokens"), 1), "id", json_string("x"));
+}
+static void m_single_word(json_t *r) {
+    json_object_set_new(json_array_get(json_object_get(r, "added_tokens"), 0), "single_word", json_true());
+}
+static void m_added_dup(json_t *r) {
+    json_object_set_new(json_array_get(json_object_get(r, "added_tokens"), 4), "content", json_string("<think>"));
+}
 static void m_decoder(json_t *r) { json_object_set_new(r, "decoder", json_pack("{s:s}", "type", "Metaspace")); }
 
 static void test_bad_fields(const dsc_tokenizer *t) {
@@ -380,8 +528,10 @@ static void test_added_semantics(void) {
     json_t *added = json_object_get(root, "added_tokens");
     json_object_set_new(json_array_get(added, 5), "lstrip", json_true());
     json_object_set_new(json_array_get(added, 5), "rstrip", json_true());
-    json_array_append_new(added, json_pack("{s:i, s:s, s:b, s:b}", "id", 270, "content", "ab", "normalized", 1, "special", 0));
-    json_array_append_new(added, json_pack("{s:i, s:s, s:b, s:b}", "id", 271, "content", "bc", "normalized", 0, "special", 1));
+    json_array_append_new(added,
+                          json_pack("{s:i, s:s, s:b, s:b}", "id", 270, "content", "ab", "normalized", 1, "special", 0));
+    json_array_append_new(added,
+                          json_pack("{s:i, s:s, s:b, s:b}", "id", 271, "content", "bc", "normalized", 0, "special", 1));
     json_dump_file(root, "tok_added.json", 0);
     json_decref(root);
     dsc_tokenizer *t;
@@ -430,7 +580,8 @@ static void test_deepseek_v3(void) {
     if (rc) return;
     dsc_special_ids s;
     dsc_tokenizer_specials(t, &s);
-    CHECK(dsc_tokenizer_vocab_size(t) == 128815, "DeepSeek-V3: vocabulary %d, expected 128815", dsc_tokenizer_vocab_size(t));
+    CHECK(dsc_tokenizer_vocab_size(t) == 128815, "DeepSeek-V3: vocabulary %d, expected 128815",
+          dsc_tokenizer_vocab_size(t));
     CHECK(s.bos == 0 && s.eos == 1 && s.pad == 2 && s.user == 128803 && s.assistant == 128804 && s.think_begin == -1,
           "DeepSeek-V3 specials: bos %d eos %d pad %d user %d assistant %d think %d", s.bos, s.eos, s.pad, s.user,
           s.assistant, s.think_begin);
@@ -446,7 +597,8 @@ static void test_deepseek_v3(void) {
     for (size_t i = 0; i < 2; i++) {
         size_t n;
         int32_t *ids = roundtrip(t, known[i].text, strlen(known[i].text), true, &n, "DeepSeek-V3");
-        CHECK(ids && same_ids(ids, n, known[i].ids, known[i].n), "DeepSeek-V3: \"%s\" encodes differently", known[i].text);
+        CHECK(ids && same_ids(ids, n, known[i].ids, known[i].n), "DeepSeek-V3: \"%s\" encodes differently",
+              known[i].text);
         free(ids);
     }
     /* dsc's copy of the pre-tokenizer is DeepSeek's, field for field */
@@ -461,7 +613,8 @@ static void test_deepseek_v3(void) {
     for (size_t i = 0; i < n; i++) a[i] = b[i] = t->byte_id[(uint8_t)w[i]];
     void *scratch = NULL;
     size_t sc = 0;
-    size_t na = tok_bpe_merge(t, a, n < 64 ? n : 64, false, &scratch, &sc), nb = tok_bpe_merge(t, b, n < 64 ? n : 64, true, &scratch, &sc);
+    size_t na = tok_bpe_merge(t, a, n < 64 ? n : 64, false, &scratch, &sc),
+           nb = tok_bpe_merge(t, b, n < 64 ? n : 64, true, &scratch, &sc);
     CHECK(same_ids(a, na, b, nb), "DeepSeek-V3: scan and heap BPE disagree");
     free(scratch);
     /* save and load keep every id */
@@ -489,6 +642,7 @@ int main(void) {
           "train with max_bytes 20: %s", dsc_last_error());
     dsc_tokenizer_free(part);
     dsc_tokenizer_free(small);
+    test_train_vs_naive();
     test_random_roundtrip();
     test_pretok();
     test_deepseek_v3();

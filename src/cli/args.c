@@ -100,3 +100,22 @@ bool args_int_list(const char *text, int32_t **out, int *n, const char *what) {
     *n = (int)len;
     return true;
 }
+
+int args_take_positional(int *argc, char **argv, const arg_option *opts, char **pos) {
+    int k = 1, n = 0;
+    for (int i = 1; i < *argc; i++) {
+        const char *a = argv[i];
+        if (strncmp(a, "--", 2) != 0 || !strcmp(a, "--")) {
+            pos[n++] = argv[i];
+            continue;
+        }
+        argv[k++] = argv[i];
+        for (const arg_option *o = opts; o->name; o++)
+            if (o->takes_value && !strcmp(o->name, a + 2) && i + 1 < *argc) {
+                argv[k++] = argv[++i];
+                break;
+            }
+    }
+    *argc = k;
+    return n;
+}

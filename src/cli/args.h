@@ -22,4 +22,9 @@ bool args_int(const arg_option *opts, const char *name, long long def, long long
 /* Parses "0,17,42" into a malloc'ed array. Returns false with a message on bad input. */
 bool args_int_list(const char *text, int32_t **out, int *n, const char *what);
 
+/* Moves the arguments that are not options (FILE..., "-") from argv into pos and leaves argv[0]
+ * and the options (with their values) for args_parse; *argc becomes their count. Returns the
+ * number of positional arguments. */
+int args_take_positional(int *argc, char **argv, const arg_option *opts, char **pos);
+
 #endif

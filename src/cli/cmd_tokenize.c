@@ -12,25 +12,6 @@
 #include "cli/commands.h"
 #include "tok/tokenizer.h"
 
-int args_take_positional(int *argc, char **argv, const arg_option *opts, char **pos) {
-    int k = 1, n = 0;
-    for (int i = 1; i < *argc; i++) {
-        const char *a = argv[i];
-        if (strncmp(a, "--", 2) != 0 || !strcmp(a, "--")) {
-            pos[n++] = argv[i];
-            continue;
-        }
-        argv[k++] = argv[i];
-        for (const arg_option *o = opts; o->name; o++)
-            if (o->takes_value && !strcmp(o->name, a + 2) && i + 1 < *argc) {
-                argv[k++] = argv[++i];
-                break;
-            }
-    }
-    *argc = k;
-    return n;
-}
-
 static double now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -163,9 +144,11 @@ int cmd_tokenize(int argc, char **argv) {
             rc = write_ids(ids, n);
             if (rc) fprintf(stderr, "dsc tokenize: cannot write the ids: %s\n", strerror(errno));
             if (args_get(opts, "stats"))
-                fprintf(stderr, "dsc tokenize: %zu bytes -> %zu tokens (%.2f bytes/token) in %.3f s: %.2f MB/s; "
-                        "tokenizer loaded in %.3f s\n", len, n, n ? (double)len / n : 0.0, t3 - t2,
-                        len / 1e6 / (t3 - t2 > 1e-9 ? t3 - t2 : 1e-9), t1 - t0);
+                fprintf(stderr,
+                        "dsc tokenize: %zu bytes -> %zu tokens (%.2f bytes/token) in %.3f s: %.2f MB/s; "
+                        "tokenizer loaded in %.3f s\n",
+                        len, n, n ? (double)len / n : 0.0, t3 - t2, len / 1e6 / (t3 - t2 > 1e-9 ? t3 - t2 : 1e-9),
+                        t1 - t0);
             free(ids);
         }
     }

@@ -23,8 +23,10 @@ static int train(int argc, char **argv) {
     int rc = args_parse(argc, argv, opts, usage);
     if (rc) return rc == 2 ? 0 : 2;
     long long vocab, minf, maxb, threads;
-    if (!args_int(opts, "vocab-size", 0, 263, 1 << 30, &vocab) || !args_int(opts, "min-frequency", 2, 1, 1 << 30, &minf) ||
-        !args_int(opts, "max-bytes", 0, 0, (long long)1 << 50, &maxb) || !args_int(opts, "threads", 0, 0, 1024, &threads))
+    if (!args_int(opts, "vocab-size", 0, 263, 1 << 30, &vocab) ||
+        !args_int(opts, "min-frequency", 2, 1, 1 << 30, &minf) ||
+        !args_int(opts, "max-bytes", 0, 0, (long long)1 << 50, &maxb) ||
+        !args_int(opts, "threads", 0, 0, 1024, &threads))
         return 2;
     const char *out = args_get(opts, "out");
     if (!args_get(opts, "vocab-size") || !out || n_files == 0) {
@@ -37,8 +39,8 @@ static int train(int argc, char **argv) {
         if (stat(files[i], &st) == 0) bytes += (size_t)st.st_size;
     }
     if (maxb && bytes > (size_t)maxb) bytes = (size_t)maxb;
-    dsc_bpe_options o = {.vocab_size = (int)vocab, .min_frequency = (int)minf, .max_bytes = (size_t)maxb,
-                         .threads = (int)threads};
+    dsc_bpe_options o = {
+        .vocab_size = (int)vocab, .min_frequency = (int)minf, .max_bytes = (size_t)maxb, .threads = (int)threads};
     struct timespec a, b;
     clock_gettime(CLOCK_MONOTONIC, &a);
     dsc_tokenizer *t;

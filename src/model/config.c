@@ -148,6 +148,9 @@ dsc_status dsc_config_preset(const char *name, dsc_config *c) {
         c->index_topk = 512;
         c->mhc_expansion_rate = 4;
         c->initializer_range = 0.02f;
+        /* DeepSeek's gamma = 0.001 suits runs of many thousand steps; a CPU run of about a thousand
+         * steps needs the bias to move ten times faster to balance the experts in time. */
+        c->bias_update_speed = 0.01f;
         return DSC_OK;
     }
     if (!strcmp(name, "deepseek-v3")) {

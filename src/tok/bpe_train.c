@@ -45,8 +45,8 @@ static int skeleton(dsc_tokenizer **out) {
             return DSC_ERR;
     }
     if (pretok_deepseek_v3(&t->pretok)) return DSC_ERR;
-    t->post_processor = json_pack("{s:s, s:b, s:b, s:b}", "type", "ByteLevel", "add_prefix_space", 1, "trim_offsets",
-                                  0, "use_regex", 1);
+    t->post_processor = json_pack("{s:s, s:b, s:b, s:b}", "type", "ByteLevel", "add_prefix_space", 1, "trim_offsets", 0,
+                                  "use_regex", 1);
     t->decoder = json_pack("{s:s, s:b, s:b, s:b}", "type", "ByteLevel", "add_prefix_space", 1, "trim_offsets", 1,
                            "use_regex", 1);
     if (!t->post_processor || !t->decoder) return dsc_set_error("tokenizer train: out of memory");
@@ -386,12 +386,12 @@ done:
     return rc;
 }
 
-dsc_status dsc_tokenizer_train(const char *const *files, int n_files, const dsc_bpe_options *opt,
-                               dsc_tokenizer **out) {
+dsc_status dsc_tokenizer_train(const char *const *files, int n_files, const dsc_bpe_options *opt, dsc_tokenizer **out) {
     *out = NULL;
     if (opt->vocab_size < N_SPECIALS + 256)
         return dsc_set_error("tokenizer train: vocab_size %d is too small: the %d special tokens and 256 bytes need "
-                             "at least %d", opt->vocab_size, N_SPECIALS, N_SPECIALS + 256);
+                             "at least %d",
+                             opt->vocab_size, N_SPECIALS, N_SPECIALS + 256);
     dsc_tokenizer *t = NULL;
     dsc_mapped_file *maps = calloc((size_t)(n_files > 0 ? n_files : 1), sizeof *maps);
     span *chunks = NULL;

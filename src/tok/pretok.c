@@ -2,6 +2,7 @@
  * behaviour and invert, ByteLevel last) on PCRE2 (UTF + UCP, JIT when available). Regexes are
  * compiled as written except that \s and \S also cover U+0085, as in Oniguruma, the engine of
  * Hugging Face tokenizers. This file does not do BPE or the byte-level mapping itself. */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -136,7 +137,8 @@ static int parse_one(const json_t *j, const char *path, const char *field, dsc_p
             if (!strcmp(beh, names[i])) b = i;
         if (b < 0)
             return dsc_set_error("%s: %s.behavior: expected Removed, Isolated, MergedWithPrevious, MergedWithNext or "
-                                 "Contiguous, found %s", path, field, beh ? beh : "no string");
+                                 "Contiguous, found %s",
+                                 path, field, beh ? beh : "no string");
         st.behavior = (split_behavior)b;
         st.invert = get_bool(j, "invert", false, &ok);
         if (!ok) return dsc_set_error("%s: %s.invert: expected true or false", path, field);
@@ -156,7 +158,8 @@ static int parse_one(const json_t *j, const char *path, const char *field, dsc_p
         /* Hugging Face's defaults: add_prefix_space true, use_regex true */
         if (get_bool(j, "add_prefix_space", true, &ok))
             return dsc_set_error("%s: %s.add_prefix_space: only false is supported (a prefix space changes the text), "
-                                 "found %s", path, field, ok ? "true or absent" : "no boolean");
+                                 "found %s",
+                                 path, field, ok ? "true or absent" : "no boolean");
         bool use_regex = get_bool(j, "use_regex", true, &ok);
         if (!ok) return dsc_set_error("%s: %s.use_regex: expected true or false", path, field);
         if (use_regex) {
@@ -183,7 +186,12 @@ int pretok_from_json(const json_t *j, const char *path, dsc_pretok *out) {
         goto fail;
     }
     out->config = json_deep_copy(j);
-    if (!out->config) {
+    out->mctx = pcre2_match_context_create(NULL);
+    if (out->mctx) {
+        pcre2_set_match_limit(out->mctx, UINT32_MAX);
+        pcre2_set_depth_limit(out->mctx, UINT32_MAX);
+    }
+    if (!out->config || !out->mctx) {
         dsc_set_error("%s: pre_tokenizer: out of memory", path);
         goto fail;
     }
@@ -194,13 +202,13 @@ fail:
 }
 
 int pretok_deepseek_v3(dsc_pretok *out) {
-    json_t *j = json_pack("{s:s, s:[{s:s, s:{s:s}, s:s, s:b}, {s:s, s:{s:s}, s:s, s:b}, {s:s, s:{s:s}, s:s, s:b},"
-                          " {s:s, s:b, s:b, s:b}]}",
-                          "type", "Sequence", "pretokenizers",
-                          "type", "Split", "pattern", "Regex", DSV3_DIGITS, "behavior", "Isolated", "invert", 0,
-                          "type", "Split", "pattern", "Regex", DSV3_CJK, "behavior", "Isolated", "invert", 0,
-                          "type", "Split", "pattern", "Regex", DSV3_WORDS, "behavior", "Isolated", "invert", 0,
-                          "type", "ByteLevel", "add_prefix_space", 0, "trim_offsets", 1, "use_regex", 0);
+    json_t *j =
+        json_pack("{s:s, s:[{s:s, s:{s:s}, s:s, s:b}, {s:s, s:{s:s}, s:s, s:b}, {s:s, s:{s:s}, s:s, s:b},"
+                  " {s:s, s:b, s:b, s:b}]}",
+                  "type", "Sequence", "pretokenizers", "type", "Split", "pattern", "Regex", DSV3_DIGITS, "behavior",
+                  "Isolated", "invert", 0, "type", "Split", "pattern", "Regex", DSV3_CJK, "behavior", "Isolated",
+                  "invert", 0, "type", "Split", "pattern", "Regex", DSV3_WORDS, "behavior", "Isolated", "invert", 0,
+                  "type", "ByteLevel", "add_prefix_space", 0, "trim_offsets", 1, "use_regex", 0);
     if (!j) return dsc_set_error("tokenizer: cannot build DeepSeek-V3's pre-tokenizer");
     int rc = pretok_from_json(j, "DeepSeek-V3 pre-tokenizer", out);
     json_decref(j);
@@ -210,6 +218,7 @@ int pretok_deepseek_v3(dsc_pretok *out) {
 void pretok_free(dsc_pretok *p) {
     for (int i = 0; i < p->n_steps; i++) pcre2_code_free(p->steps[i].re);
     free(p->steps);
+    pcre2_match_context_free(p->mctx);
     json_decref(p->config);
     memset(p, 0, sizeof *p);
 }
@@ -292,8 +301,10 @@ static int process(run_state *r, int k, const char *s, size_t n) {
     size_t prev = 0, off = 0;
     int rc;
     while (off <= n) {
-        int m = st->jit ? pcre2_jit_match(st->re, (PCRE2_SPTR)s, n, off, 0, r->md, NULL)
-                        : pcre2_match(st->re, (PCRE2_SPTR)s, n, off, PCRE2_NO_UTF_CHECK, r->md, NULL);
+        int m =
+            st->jit ? pcre2_jit_match(st->re, (PCRE2_SPTR)s, n, off, 0, r->md, r->p->mctx) : PCRE2_ERROR_JIT_STACKLIMIT;
+        if (m == PCRE2_ERROR_JIT_STACKLIMIT) /* no JIT, or its stack is too small here: interpret */
+            m = pcre2_match(st->re, (PCRE2_SPTR)s, n, off, PCRE2_NO_UTF_CHECK | PCRE2_NO_JIT, r->md, r->p->mctx);
         if (m == PCRE2_ERROR_NOMATCH) break;
         if (m < 0) {
             PCRE2_UCHAR msg[256];

@@ -29,7 +29,8 @@ typedef struct {
 typedef struct {
     pretok_step *steps;
     int n_steps;
-    json_t *config; /* the pre_tokenizer object, kept for saving and hashing */
+    pcre2_match_context *mctx; /* no match limit: a 20 MB run of spaces is text too (read-only) */
+    json_t *config;            /* the pre_tokenizer object, kept for saving and hashing */
 } dsc_pretok;
 
 /* Reads the pre_tokenizer object j. Errors read "PATH: pre_tokenizer.FIELD: ...". */

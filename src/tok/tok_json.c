@@ -152,14 +152,16 @@ static int read_root(dsc_tokenizer *t, const json_t *root, const char *path) {
     if (unk && !json_is_null(unk) && !json_is_string(unk))
         return dsc_set_error("%s: model.unk_token: expected a string or null", path);
     t->unk_token = unk ? json_deep_copy(unk) : NULL;
-    if (read_vocab(t, json_object_get(model, "vocab"), path) || read_merges(t, json_object_get(model, "merges"), path) ||
+    if (read_vocab(t, json_object_get(model, "vocab"), path) ||
+        read_merges(t, json_object_get(model, "merges"), path) ||
         read_added(t, json_object_get(root, "added_tokens"), path))
         return DSC_ERR;
     const json_t *norm = json_object_get(root, "normalizer");
     if (!is_identity_normalizer(norm)) {
         const char *nt = json_string_value(json_object_get(norm, "type"));
         return dsc_set_error("%s: normalizer: %s changes the text and is not supported (expected null or an empty "
-                             "Sequence)", path, nt ? nt : "this normalizer");
+                             "Sequence)",
+                             path, nt ? nt : "this normalizer");
     }
     const json_t *dec = json_object_get(root, "decoder");
     const char *dt = json_string_value(json_object_get(dec, "type"));
@@ -277,12 +279,12 @@ dsc_status dsc_tokenizer_save(const dsc_tokenizer *t, const char *path) {
         }
     }
     json_t *model = added ? model_json(t) : NULL;
-    json_t *root = model ? json_pack("{s:s, s:n, s:n, s:o, s:o, s:O, s:o, s:o, s:o}", "version", "1.0", "truncation",
-                                     "padding", "added_tokens", added, "normalizer", copy_or_null(t->normalizer),
-                                     "pre_tokenizer", t->pretok.config, "post_processor",
-                                     copy_or_null(t->post_processor), "decoder", copy_or_null(t->decoder), "model",
-                                     model)
-                         : NULL;
+    json_t *root = model
+                       ? json_pack("{s:s, s:n, s:n, s:o, s:o, s:O, s:o, s:o, s:o}", "version", "1.0", "truncation",
+                                   "padding", "added_tokens", added, "normalizer", copy_or_null(t->normalizer),
+                                   "pre_tokenizer", t->pretok.config, "post_processor", copy_or_null(t->post_processor),
+                                   "decoder", copy_or_null(t->decoder), "model", model)
+                       : NULL;
     if (!model) json_decref(added);
     char *s = root ? json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
     json_decref(root);

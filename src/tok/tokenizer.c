@@ -123,7 +123,8 @@ int tok_build(dsc_tokenizer *t, const char *path) {
         int32_t id = (int32_t)t->vocab.e[e].value;
         if (t->vocab_of_id[id] >= 0) {
             size_t l1, l2;
-            const char *k1 = strmap_key(&t->vocab, (size_t)t->vocab_of_id[id], &l1), *k2 = strmap_key(&t->vocab, e, &l2);
+            const char *k1 = strmap_key(&t->vocab, (size_t)t->vocab_of_id[id], &l1),
+                       *k2 = strmap_key(&t->vocab, e, &l2);
             return dsc_set_error("%s: model.vocab: id %d is given to both \"%.*s\" and \"%.*s\"", path, id, (int)l1, k1,
                                  (int)l2, k2);
         }
@@ -137,8 +138,10 @@ int tok_build(dsc_tokenizer *t, const char *path) {
         size_t l = bytelevel_encode(&byte, 1, s);
         int64_t e = strmap_find(&t->vocab, s, l);
         if (e < 0)
-            return dsc_set_error("%s: model.vocab: no token for byte 0x%02x (\"%.*s\"); a byte-level vocabulary needs all "
-                                 "256", path, b, (int)l, s);
+            return dsc_set_error(
+                "%s: model.vocab: no token for byte 0x%02x (\"%.*s\"); a byte-level vocabulary needs all "
+                "256",
+                path, b, (int)l, s);
         t->byte_id[b] = (int32_t)t->vocab.e[e].value;
     }
     /* merges: (a, b) -> rank and the id of the merged string; a later duplicate wins, as in HF */
@@ -497,8 +500,8 @@ static int enc_gap(void *ctx, const char *s, size_t n) {
 
 static int enc_token(void *ctx, int32_t id) { return push(ctx, &id, 1); }
 
-dsc_status dsc_tokenizer_encode(const dsc_tokenizer *t, const char *text, size_t len, bool parse_special,
-                                int32_t **ids, size_t *n) {
+dsc_status dsc_tokenizer_encode(const dsc_tokenizer *t, const char *text, size_t len, bool parse_special, int32_t **ids,
+                                size_t *n) {
     *ids = NULL;
     *n = 0;
     encoder e = {.t = t};
