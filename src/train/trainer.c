@@ -142,7 +142,9 @@ static int truncate_metrics(const char *path, long last_step) {
     return rc;
 }
 
-/* Loss curves from metrics.jsonl -> loss.svg (train loss, its moving average, validation). */
+/* Loss curves from metrics.jsonl -> loss.svg: the training cross-entropy (the same quantity as
+ * the validation loss and the unigram baseline; the total loss adds the MTP and balance terms),
+ * its moving average, and the validation loss. */
 static int write_plot(const char *metrics, const char *svg, double unigram) {
     FILE *f = fopen(metrics, "r");
     if (!f) return dsc_set_error("%s: cannot read: %s", metrics, strerror(errno));
@@ -154,7 +156,7 @@ static int write_plot(const char *metrics, const char *svg, double unigram) {
         json_error_t e;
         json_t *o = json_loads(line, 0, &e);
         if (!o) continue;
-        json_t *st = json_object_get(o, "step"), *lo = json_object_get(o, "loss"), *vl = json_object_get(o, "val_loss");
+        json_t *st = json_object_get(o, "step"), *lo = json_object_get(o, "ce"), *vl = json_object_get(o, "val_loss");
         if (nt == cap || nv == cap) {
             cap *= 2;
             tx = realloc(tx, sizeof(double) * cap), ty = realloc(ty, sizeof(double) * cap);
@@ -177,11 +179,11 @@ static int write_plot(const char *metrics, const char *svg, double unigram) {
         double *sy = malloc(sizeof(double) * (nt ? nt : 1)), ux[2] = {0, nt ? tx[nt - 1] : 1}, uy[2] = {unigram, unigram};
         double ema = nt ? ty[0] : 0;
         for (int i = 0; sy && i < nt; i++) sy[i] = ema = 0.95 * ema + 0.05 * ty[i];
-        plot_series s[4] = {{"train loss", "#9ecae1", tx, ty, nt},
-                            {"train (moving avg)", "#08519c", tx, sy, sy ? nt : 0},
+        plot_series s[4] = {{"train cross-entropy", "#9ecae1", tx, ty, nt},
+                            {"train (moving average)", "#08519c", tx, sy, sy ? nt : 0},
                             {"validation loss", "#e6550d", vx, vy, nv},
                             {"unigram baseline", "#999999", ux, uy, isfinite(unigram) ? 2 : 0}};
-        rc = sy ? plot_svg(svg, "dsc training: loss (nats/token)", "step", "loss", s, 4) : dsc_set_error("out of memory");
+        rc = sy ? plot_svg(svg, "dsc training: next-token cross-entropy (nats/token)", "step", "loss", s, 4) : dsc_set_error("out of memory");
         free(sy);
     } else {
         dsc_set_error("out of memory reading %s", metrics);
