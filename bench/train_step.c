@@ -2,7 +2,7 @@
  * model on a fixed batch, timed over several steps. Prints tokens/s, achieved GFLOP/s, the
  * fraction of this machine's measured fp32 peak (whole step and inside the matrix multiplies),
  * and peak memory. bench/run.sh runs it next to the PyTorch reference's same step.
- * Usage: bench_train_step [--preset small] [--batch 8] [--seq 256] [--steps 8] [--warmup 2]
+ * Usage: bench_train_step [--preset small | --config FILE] [--batch 8] [--seq 256] [--steps 8] [--warmup 2]
  *                         [--model-out DIR] [--batch-out FILE] [--json] */
 #include <math.h>
 #include <stdio.h>
@@ -40,7 +40,7 @@ static double step_flops(const dsc_config *c, int B, int T) {
 }
 
 int main(int argc, char **argv) {
-    const char *preset = "small", *model_out = NULL, *batch_out = NULL;
+    const char *preset = "small", *model_out = NULL, *batch_out = NULL, *config_file = NULL;
     int B = 8, T = 256, steps = 8, warmup = 2, json = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--preset") && i + 1 < argc) preset = argv[++i];
@@ -49,10 +49,11 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--warmup") && i + 1 < argc) warmup = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--model-out") && i + 1 < argc) model_out = argv[++i];
+        else if (!strcmp(argv[i], "--config") && i + 1 < argc) config_file = argv[++i];
         else if (!strcmp(argv[i], "--batch-out") && i + 1 < argc) batch_out = argv[++i];
         else if (!strcmp(argv[i], "--json")) json = 1;
         else {
-            fprintf(stderr, "usage: %s [--preset P] [--batch B] [--seq T] [--steps N] [--warmup N] "
+            fprintf(stderr, "usage: %s [--preset P | --config FILE] [--batch B] [--seq T] [--steps N] [--warmup N] "
                             "[--model-out DIR] [--batch-out FILE] [--json]\n", argv[0]);
             return 2;
         }
@@ -64,7 +65,8 @@ int main(int argc, char **argv) {
     dsc_config cfg;
     dsc_model *m = NULL;
     adamw *opt = NULL;
-    if (dsc_config_preset(preset, &cfg) || dsc_model_create(&cfg, &m) || dsc_model_init(m, 1) ||
+    if ((config_file ? dsc_config_load(config_file, &cfg) : dsc_config_preset(preset, &cfg)) ||
+        dsc_model_create(&cfg, &m) || dsc_model_init(m, 1) ||
         adamw_create(m, &opt) || (model_out && dsc_model_save(m, model_out))) {
         fprintf(stderr, "train_step: %s\n", dsc_last_error());
         return 1;
