@@ -95,8 +95,9 @@ DSC_TEST_KILL_IN_SAVE=8 "$dsc" train "${common[@]}" --out killed --steps 16 --sa
 run "$dsc" train "${common[@]}" --out killed --steps 16 --save-every 4 --keep 5 --resume
 cmp -s full/step-00000016/model.safetensors killed/step-00000016/model.safetensors && pass \
   || fail "a run killed mid-save and resumed ends with different weights"
+has_ckpt() { ls -d random/step-* >/dev/null 2>&1 && echo --resume; }
 for i in 1 2 3 4 5; do
-  "$dsc" train "${common[@]}" --out random --steps 24 --save-every 2 --keep 2 $([ -d random ] && echo --resume) \
+  "$dsc" train "${common[@]}" --out random --steps 24 --save-every 2 --keep 2 $(has_ckpt) \
     >/dev/null 2>&1 &
   pid=$!
   sleep "0.$((RANDOM % 9 + 1))"
@@ -108,7 +109,7 @@ for i in 1 2 3 4 5; do
       || fail "checkpoint $latest is damaged after kill -9 (round $i)"
   fi
 done
-run "$dsc" train "${common[@]}" --out random --steps 24 --save-every 2 --keep 2 $([ -d random ] && echo --resume)
+run "$dsc" train "${common[@]}" --out random --steps 24 --save-every 2 --keep 2 $(has_ckpt)
 [ -d random/step-00000024 ] && pass || fail "training finished after the kills"
 
 # --- 4. bad input: one line, non-zero exit ---
