@@ -4,31 +4,7 @@
 # field or tensor, with a non-zero exit code and no crash (run under ASan in the sanitizer build).
 set -u
 dsc=$1
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fails=0
-checks=0
-
-pass() { checks=$((checks + 1)); }
-fail() { checks=$((checks + 1)); fails=$((fails + 1)); echo "FAIL: $*"; }
-
-# expect_error WORD... -- CMD...: CMD must exit 1 with one line on stderr containing every WORD
-expect_error() {
-  local words=()
-  while [ "$1" != "--" ]; do words+=("$1"); shift; done
-  shift
-  "$@" >"$tmp/out" 2>"$tmp/err"
-  local rc=$?
-  local lines
-  lines=$(wc -l <"$tmp/err")
-  if [ "$rc" -ne 1 ] || [ "$lines" -ne 1 ]; then
-    fail "expected exit 1 and one error line from: $* (exit $rc, $lines lines)"; cat "$tmp/err"; return
-  fi
-  for w in "${words[@]}"; do
-    grep -qF -- "$w" "$tmp/err" || { fail "error of '$*' lacks '$w': $(cat "$tmp/err")"; return; }
-  done
-  pass
-}
+. "$(dirname "$0")/lib.sh"
 
 for p in tiny small deepseek-v3 deepseek-v3.2 deepseek-v2-lite; do
   "$dsc" info --preset "$p" >"$tmp/out" 2>&1 && grep -q "parameters: total" "$tmp/out" && pass || fail "info --preset $p"
@@ -54,27 +30,27 @@ json.dump(c, open(p, "w"))
 PY
 }
 restore() { cp "$tmp/m/config.json" "$tmp/bad/config.json"; }
-edit hidden_size -4;  expect_error config.json hidden_size -- "$dsc" forward --model "$tmp/bad" --tokens 1 --out "$tmp/x"; restore
-edit n_group 3;       expect_error config.json n_group -- "$dsc" forward --model "$tmp/bad" --tokens 1 --out "$tmp/x"; restore
-edit model_type '"llama"'; expect_error config.json model_type llama -- "$dsc" forward --model "$tmp/bad" --tokens 1 --out "$tmp/x"; restore
-edit vocab_size '"many"'; expect_error config.json vocab_size integer -- "$dsc" forward --model "$tmp/bad" --tokens 1 --out "$tmp/x"; restore
-edit kv_lora_rank '"__delete__"'; expect_error config.json kv_lora_rank missing -- "$dsc" forward --model "$tmp/bad" --tokens 1 --out "$tmp/x"; restore
-edit rope_scaling '{"type": "yarn"}'; expect_error config.json rope_scaling.factor -- "$dsc" forward --model "$tmp/bad" --tokens 1 --out "$tmp/x"; restore
-edit scoring_func '"relu"'; expect_error config.json scoring_func relu -- "$dsc" forward --model "$tmp/bad" --tokens 1 --out "$tmp/x"; restore
-edit hidden_size 64; expect_error model.safetensors model.embed_tokens.weight "expects [97, 64]" -- "$dsc" forward --model "$tmp/bad" --tokens 1 --out "$tmp/x"; restore
+edit hidden_size -4;  expect_fail 1 config.json hidden_size -- "$dsc" forward --model "$tmp/bad" --tokens 1 --out "$tmp/x"; restore
+edit n_group 3;       expect_fail 1 config.json n_group -- "$dsc" forward --model "$tmp/bad" --tokens 1 --out "$tmp/x"; restore
+edit model_type '"llama"'; expect_fail 1 config.json model_type llama -- "$dsc" forward --model "$tmp/bad" --tokens 1 --out "$tmp/x"; restore
+edit vocab_size '"many"'; expect_fail 1 config.json vocab_size integer -- "$dsc" forward --model "$tmp/bad" --tokens 1 --out "$tmp/x"; restore
+edit kv_lora_rank '"__delete__"'; expect_fail 1 config.json kv_lora_rank missing -- "$dsc" forward --model "$tmp/bad" --tokens 1 --out "$tmp/x"; restore
+edit rope_scaling '{"type": "yarn"}'; expect_fail 1 config.json rope_scaling.factor -- "$dsc" forward --model "$tmp/bad" --tokens 1 --out "$tmp/x"; restore
+edit scoring_func '"relu"'; expect_fail 1 config.json scoring_func relu -- "$dsc" forward --model "$tmp/bad" --tokens 1 --out "$tmp/x"; restore
+edit hidden_size 64; expect_fail 1 model.safetensors model.embed_tokens.weight "expects [97, 64]" -- "$dsc" forward --model "$tmp/bad" --tokens 1 --out "$tmp/x"; restore
 printf '{"model_type": "deepseek_v3", ' >"$tmp/bad/config.json"
-expect_error config.json JSON -- "$dsc" forward --model "$tmp/bad" --tokens 1 --out "$tmp/x"; restore
+expect_fail 1 config.json JSON -- "$dsc" forward --model "$tmp/bad" --tokens 1 --out "$tmp/x"; restore
 
 # --- bad weights ---
 st="$tmp/bad/model.safetensors"
 head -c 100 "$tmp/m/model.safetensors" >"$st"
-expect_error model.safetensors -- "$dsc" forward --model "$tmp/bad" --tokens 1 --out "$tmp/x"
+expect_fail 1 model.safetensors -- "$dsc" forward --model "$tmp/bad" --tokens 1 --out "$tmp/x"
 head -c $(( $(stat -c %s "$tmp/m/model.safetensors") - 8 )) "$tmp/m/model.safetensors" >"$st"
-expect_error model.safetensors -- "$dsc" forward --model "$tmp/bad" --tokens 1 --out "$tmp/x"
+expect_fail 1 model.safetensors -- "$dsc" forward --model "$tmp/bad" --tokens 1 --out "$tmp/x"
 : >"$st"
-expect_error model.safetensors -- "$dsc" forward --model "$tmp/bad" --tokens 1 --out "$tmp/x"
+expect_fail 1 model.safetensors -- "$dsc" forward --model "$tmp/bad" --tokens 1 --out "$tmp/x"
 rm -f "$st"
-expect_error model.safetensors -- "$dsc" forward --model "$tmp/bad" --tokens 1 --out "$tmp/x"
+expect_fail 1 model.safetensors -- "$dsc" forward --model "$tmp/bad" --tokens 1 --out "$tmp/x"
 /usr/bin/python3 - "$tmp/m/model.safetensors" "$st" <<'PY'
 import json, struct, sys
 src, dst = sys.argv[1], sys.argv[2]
@@ -87,15 +63,14 @@ data = bytearray(b[8 + n:])
 data[beg:beg + 4] = struct.pack("<f", float("nan"))
 open(dst, "wb").write(b[:8 + n] + bytes(data))
 PY
-expect_error model.safetensors model.norm.weight -- "$dsc" forward --model "$tmp/bad" --tokens 1 --out "$tmp/x"
+expect_fail 1 model.safetensors model.norm.weight -- "$dsc" forward --model "$tmp/bad" --tokens 1 --out "$tmp/x"
 cp "$tmp/m/model.safetensors" "$st"
 
 # --- bad token lists and options ---
-expect_error vocabulary -- "$dsc" forward --model "$tmp/m" --tokens 5,97 --out "$tmp/x"
+expect_fail 1 vocabulary -- "$dsc" forward --model "$tmp/m" --tokens 5,97 --out "$tmp/x"
 "$dsc" forward --model "$tmp/m" --tokens 1,-2 --out "$tmp/x" 2>/dev/null; [ $? -eq 2 ] && pass || fail "negative token is a usage error"
 "$dsc" forward --model "$tmp/m" --tokens 1 --bogus 2>/dev/null; [ $? -eq 2 ] && pass || fail "unknown option is a usage error"
 "$dsc" nonsense 2>/dev/null; [ $? -eq 2 ] && pass || fail "unknown command is a usage error"
-expect_error max_position_embeddings -- "$dsc" forward --model "$tmp/m" --tokens "$(yes 5 | head -n 300 | paste -sd,)" --out "$tmp/x"
+expect_fail 1 max_position_embeddings -- "$dsc" forward --model "$tmp/m" --tokens "$(yes 5 | head -n 300 | paste -sd,)" --out "$tmp/x"
 
-echo "cli_test: $checks checks, $fails failures"
-[ "$fails" -eq 0 ]
+finish cli_test

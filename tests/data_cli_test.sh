@@ -6,30 +6,7 @@
 set -u
 dsc=$1
 "$dsc" tokenizer train --help >/dev/null 2>&1 || { echo "dsc tokenizer not available: skipped"; exit 77; }
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fails=0
-checks=0
-pass() { checks=$((checks + 1)); }
-fail() { checks=$((checks + 1)); fails=$((fails + 1)); echo "FAIL: $*"; }
-
-# expect_error CODE WORD... -- CMD...: CMD must exit CODE with one line on stderr holding every WORD
-expect_error() {
-  local code=$1 words=()
-  shift
-  while [ "$1" != "--" ]; do words+=("$1"); shift; done
-  shift
-  "$@" >"$tmp/out" 2>"$tmp/err"
-  local rc=$? lines
-  lines=$(wc -l <"$tmp/err")
-  if [ "$rc" -ne "$code" ] || [ "$lines" -ne 1 ]; then
-    fail "expected exit $code and one error line from: $* (exit $rc, $lines lines)"; cat "$tmp/err"; return
-  fi
-  for w in "${words[@]}"; do
-    grep -qF -- "$w" "$tmp/err" || { fail "error of '$*' lacks '$w': $(cat "$tmp/err")"; return; }
-  done
-  pass
-}
+. "$(dirname "$0")/lib.sh"
 
 # --- a tiny corpus: 40 documents separated by form-feed lines, and a JSONL file ---
 for i in $(seq 1 40); do
@@ -108,25 +85,24 @@ cmp -s "$tmp/d1/val.bin" "$tmp/d3/val.bin" && fail "seed 4 gives the same split"
 prep --out "$tmp/d4" "$tmp/cd.jsonl" >/dev/null 2>&1 && pass || fail "prepare reads synth's JSONL"
 
 # --- bad input ---
-expect_error 1 "nope.json" -- "$dsc" data prepare --tokenizer "$tmp/nope.json" --out "$tmp/x" "$tmp/corpus.txt"
-expect_error 1 "missing.txt" -- prep --out "$tmp/x" "$tmp/missing.txt"
+expect_fail 1 "nope.json" -- "$dsc" data prepare --tokenizer "$tmp/nope.json" --out "$tmp/x" "$tmp/corpus.txt"
+expect_fail 1 "missing.txt" -- prep --out "$tmp/x" "$tmp/missing.txt"
 printf '{"text": "ok"}\n{"prompt": 3}\n' >"$tmp/bad.jsonl"
-expect_error 1 "bad.jsonl:2" "prompt" -- prep --out "$tmp/x" "$tmp/bad.jsonl"
+expect_fail 1 "bad.jsonl:2" "prompt" -- prep --out "$tmp/x" "$tmp/bad.jsonl"
 printf '{"text": "ok"}\nnot json\n' >"$tmp/bad2.jsonl"
-expect_error 1 "bad2.jsonl:2" -- prep --out "$tmp/x" "$tmp/bad2.jsonl"
-expect_error 2 "--synthetic" -- prep --out "$tmp/x" --synthetic poetry=3
-expect_error 2 "--synthetic" -- prep --out "$tmp/x" --synthetic arithmetic=-3
-expect_error 2 "--val-fraction" -- prep --out "$tmp/x" --val-fraction 0.9 "$tmp/corpus.txt"
-expect_error 2 "nothing to prepare" -- prep --out "$tmp/x"
-expect_error 2 "task" -- "$dsc" data synth --task poetry --n 1 --jsonl -
+expect_fail 1 "bad2.jsonl:2" -- prep --out "$tmp/x" "$tmp/bad2.jsonl"
+expect_fail 2 "--synthetic" -- prep --out "$tmp/x" --synthetic poetry=3
+expect_fail 2 "--synthetic" -- prep --out "$tmp/x" --synthetic arithmetic=-3
+expect_fail 2 "--val-fraction" -- prep --out "$tmp/x" --val-fraction 0.9 "$tmp/corpus.txt"
+expect_fail 2 "nothing to prepare" -- prep --out "$tmp/x"
+expect_fail 2 "task" -- "$dsc" data synth --task poetry --n 1 --jsonl -
 cp "$tmp/d1/train.bin" "$tmp/corrupt.bin"
 printf '\x07' | dd of="$tmp/corrupt.bin" bs=1 seek=100 conv=notrunc 2>/dev/null
-expect_error 1 "corrupt.bin" "checksum" -- "$dsc" data info "$tmp/corrupt.bin"
+expect_fail 1 "corrupt.bin" "checksum" -- "$dsc" data info "$tmp/corrupt.bin"
 head -c 100 "$tmp/d1/train.bin" >"$tmp/short.bin"
-expect_error 1 "short.bin" "truncated" -- "$dsc" data info "$tmp/short.bin"
+expect_fail 1 "short.bin" "truncated" -- "$dsc" data info "$tmp/short.bin"
 "$dsc" tokenizer train --vocab-size 300 --out "$tmp/tok2.json" "$tmp/corpus.txt" >/dev/null 2>&1
-expect_error 1 "train.bin" "vocab_size" -- "$dsc" data info "$tmp/d1/train.bin" --tokenizer "$tmp/tok2.json"
+expect_fail 1 "train.bin" "vocab_size" -- "$dsc" data info "$tmp/d1/train.bin" --tokenizer "$tmp/tok2.json"
 [ ! -e "$tmp/x/train.bin" ] && ! ls "$tmp/x" 2>/dev/null | grep -q tmp && pass || fail "failed runs leave no files"
 
-echo "data_cli_test: $checks checks, $fails failures"
-[ "$fails" -eq 0 ]
+finish data_cli_test

@@ -10,13 +10,8 @@ set -u
 dsc=$(realpath "$1")
 here=$(cd "$(dirname "$0")" && pwd)
 py=/usr/bin/python3
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+. "$here/lib.sh"
 cd "$tmp"
-fails=0
-checks=0
-pass() { checks=$((checks + 1)); }
-fail() { checks=$((checks + 1)); fails=$((fails + 1)); echo "FAIL: $*"; }
 run() { "$@" >"$tmp/log" 2>&1 || { echo "command failed: $*"; tail -n 20 "$tmp/log"; exit 1; }; }
 
 # --- a tiny data set: generated arithmetic, a small tokenizer trained on it ---
@@ -112,41 +107,45 @@ done
 run "$dsc" train "${common[@]}" --out random --steps 24 --save-every 2 --keep 2 $(has_ckpt)
 [ -d random/step-00000024 ] && pass || fail "training finished after the kills"
 
+# Ctrl-C (SIGINT) finishes the step, saves a checkpoint of it and exits cleanly.
+"$dsc" train "${common[@]}" --out interrupted --steps 100000 --save-every 0 >sigint.log 2>&1 &
+pid=$!
+for _ in $(seq 1 100); do grep -q "^step " sigint.log 2>/dev/null && break; sleep 0.1; done
+kill -INT $pid
+wait $pid
+rc=$?
+last=$(ls -d interrupted/step-* 2>/dev/null | tail -n 1)
+if [ $rc -eq 0 ] && grep -q "^stopped after" sigint.log && [ -n "$last" ] && \
+   "$dsc" forward --model "$last" --tokens 1,2,3 --out /dev/null >/dev/null 2>&1; then pass
+else fail "Ctrl-C: exit $rc, checkpoint '$last': $(tail -n 2 sigint.log)"; fi
+
 # --- 4. bad input: one line, non-zero exit ---
-expect_error() {
-  local want=$1; shift
-  "$@" >/dev/null 2>err; local rc=$?
-  if [ $rc -ne 1 ] || [ "$(wc -l <err)" -ne 1 ] || ! grep -qF -- "$want" err; then
-    fail "expected one error line with '$want' from: $* (exit $rc): $(cat err)"
-  else pass; fi
-}
 mkdir -p bad && cp data/* bad/
 head -c 100 data/train.bin >bad/train.bin
-expect_error train.bin "$dsc" train "${common[@]}" --data bad --out b1 --steps 2
+expect_fail 1 train.bin -- "$dsc" train "${common[@]}" --data bad --out b1 --steps 2
 : >bad/train.bin
-expect_error train.bin "$dsc" train "${common[@]}" --data bad --out b2 --steps 2
+expect_fail 1 train.bin -- "$dsc" train "${common[@]}" --data bad --out b2 --steps 2
 cp data/train.bin bad/train.bin
 printf 'XXXXXXXX' | dd of=bad/train.bin bs=1 seek=0 conv=notrunc 2>/dev/null
-expect_error train.bin "$dsc" train "${common[@]}" --data bad --out b3 --steps 2
+expect_fail 1 train.bin -- "$dsc" train "${common[@]}" --data bad --out b3 --steps 2
 rm bad/val.bin
 cp data/train.bin bad/train.bin
-expect_error val.bin "$dsc" train "${common[@]}" --data bad --out b4 --steps 2
+expect_fail 1 val.bin -- "$dsc" train "${common[@]}" --data bad --out b4 --steps 2
 run "$dsc" tokenizer train --vocab-size 300 --out tok2.json corpus.txt
 run "$dsc" data prepare --tokenizer tok2.json --out data2 --synthetic arithmetic=200
-expect_error tokenizer "$dsc" train "${common[@]}" --data data2 --out full --steps 20 --resume
-expect_error batch "$dsc" train "${common[@]}" --out full --steps 20 --resume --batch 2
+expect_fail 1 tokenizer -- "$dsc" train "${common[@]}" --data data2 --out full --steps 20 --resume
+expect_fail 1 batch -- "$dsc" train "${common[@]}" --out full --steps 20 --resume --batch 2
 cp -r full/step-00000016 fullcopy
 rm -rf full/step-000000*
 mkdir full/step-00000016 && cp fullcopy/* full/step-00000016/
 echo '{"format": "dsc-checkpoint-1"}' >full/step-00000016/state.json
-expect_error state.json "$dsc" train "${common[@]}" --out full --steps 20 --resume
+expect_fail 1 state.json -- "$dsc" train "${common[@]}" --out full --steps 20 --resume
 cp fullcopy/state.json full/step-00000016/
 head -c 1000 fullcopy/optimizer.safetensors >full/step-00000016/optimizer.safetensors
-expect_error optimizer.safetensors "$dsc" train "${common[@]}" --out full --steps 20 --resume
+expect_fail 1 optimizer.safetensors -- "$dsc" train "${common[@]}" --out full --steps 20 --resume
 cp fullcopy/optimizer.safetensors full/step-00000016/
 head -c 1000 fullcopy/model.safetensors >full/step-00000016/model.safetensors
-expect_error model.safetensors "$dsc" train "${common[@]}" --out full --steps 20 --resume
-expect_error "no checkpoint" "$dsc" train "${common[@]}" --out nothing-here --steps 20 --resume
+expect_fail 1 model.safetensors -- "$dsc" train "${common[@]}" --out full --steps 20 --resume
+expect_fail 1 "no checkpoint" -- "$dsc" train "${common[@]}" --out nothing-here --steps 20 --resume
 
-echo "train_test: $checks checks, $fails failures"
-[ "$fails" -eq 0 ]
+finish train_test

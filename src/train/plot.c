@@ -89,8 +89,8 @@ dsc_status plot_svg(const char *path, const char *title, const char *xlabel, con
                 put(&b, "%.1f,%.1f ", PX(series[s].x[i]), PY(series[s].y[i]));
         put(&b, "\"/>\n");
         put(&b, "<line x1=\"%.0f\" y1=\"%.0f\" x2=\"%.0f\" y2=\"%.0f\" stroke=\"%s\" stroke-width=\"3\"/>\n",
-            W - R - 170, T + 18 + 18.0 * s, W - R - 145, T + 18 + 18.0 * s, series[s].color);
-        put(&b, "<text x=\"%.0f\" y=\"%.0f\">%s</text>\n", W - R - 138, T + 22 + 18.0 * s, series[s].name);
+            W - R - 200, T + 18 + 18.0 * s, W - R - 175, T + 18 + 18.0 * s, series[s].color);
+        put(&b, "<text x=\"%.0f\" y=\"%.0f\">%s</text>\n", W - R - 168, T + 22 + 18.0 * s, series[s].name);
     }
     put(&b, "</svg>\n");
 #undef PX

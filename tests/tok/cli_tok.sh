@@ -5,29 +5,7 @@
 # sanitizer build). Needs nothing outside the repository.
 set -u
 dsc=$1
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fails=0
-checks=0
-pass() { checks=$((checks + 1)); }
-fail() { checks=$((checks + 1)); fails=$((fails + 1)); echo "FAIL: $*"; }
-
-# expect_error WORD... -- CMD...: CMD must exit 1 with one line on stderr containing every WORD
-expect_error() {
-  local words=()
-  while [ "$1" != "--" ]; do words+=("$1"); shift; done
-  shift
-  "$@" >"$tmp/out" 2>"$tmp/err"
-  local rc=$? lines
-  lines=$(wc -l <"$tmp/err")
-  if [ "$rc" -ne 1 ] || [ "$lines" -ne 1 ]; then
-    fail "expected exit 1 and one error line from: $* (exit $rc, $lines lines)"; cat "$tmp/err"; return
-  fi
-  for w in "${words[@]}"; do
-    grep -qF -- "$w" "$tmp/err" || { fail "error of '$*' lacks '$w': $(cat "$tmp/err")"; return; }
-  done
-  pass
-}
+. "$(dirname "$0")/../lib.sh"
 
 # a small corpus: prose, code, numbers, a little of everything
 for i in $(seq 1 200); do
@@ -60,18 +38,17 @@ echo "$ids" | "$dsc" tokenize --tokenizer "$tmp/tok.json" --decode - | cmp -s - 
   fail "--no-special round trip"
 
 # bad input
-expect_error nope.json -- "$dsc" tokenize --tokenizer "$tmp/nope.json" "$tmp/corpus.txt"
-expect_error missing.txt -- "$dsc" tokenize --tokenizer "$tmp/tok.json" "$tmp/missing.txt"
+expect_fail 1 nope.json -- "$dsc" tokenize --tokenizer "$tmp/nope.json" "$tmp/corpus.txt"
+expect_fail 1 missing.txt -- "$dsc" tokenize --tokenizer "$tmp/tok.json" "$tmp/missing.txt"
 printf '{"model": {"type": "WordPiece"}}' >"$tmp/bad.json"
-expect_error bad.json model.type WordPiece -- "$dsc" tokenize --tokenizer "$tmp/bad.json" "$tmp/corpus.txt"
+expect_fail 1 bad.json model.type WordPiece -- "$dsc" tokenize --tokenizer "$tmp/bad.json" "$tmp/corpus.txt"
 echo "1 2 x3" >"$tmp/badids"
-expect_error badids "'x3'" -- "$dsc" tokenize --tokenizer "$tmp/tok.json" --decode "$tmp/badids"
+expect_fail 1 badids "'x3'" -- "$dsc" tokenize --tokenizer "$tmp/tok.json" --decode "$tmp/badids"
 echo "5 500" >"$tmp/badids"
-expect_error badids 500 -- "$dsc" tokenize --tokenizer "$tmp/tok.json" --decode "$tmp/badids"
-expect_error missing.txt -- "$dsc" tokenizer train --vocab-size 600 --out "$tmp/t2.json" "$tmp/missing.txt"
+expect_fail 1 badids 500 -- "$dsc" tokenize --tokenizer "$tmp/tok.json" --decode "$tmp/badids"
+expect_fail 1 missing.txt -- "$dsc" tokenizer train --vocab-size 600 --out "$tmp/t2.json" "$tmp/missing.txt"
 "$dsc" tokenizer train --vocab-size 100 --out "$tmp/t2.json" "$tmp/corpus.txt" 2>/dev/null; [ $? -eq 2 ] && pass ||
   fail "train: vocab-size 100 is a usage error"
 "$dsc" tokenize "$tmp/corpus.txt" 2>/dev/null; [ $? -eq 2 ] && pass || fail "tokenize without --tokenizer: usage error"
 
-echo "cli_tok: $checks checks, $fails failures"
-[ "$fails" -eq 0 ]
+finish cli_tok
