@@ -43,6 +43,8 @@ int dsc_num_threads(void);
 /* The fp32 FMA peak of this machine on `threads` threads, in GFLOP/s, measured (about 0.5 s):
  * independent FMAs with the widest vectors the kernels use; 0 on the portable path. */
 double dsc_fma_peak_gflops(int threads);
+/* Memory read bandwidth with all threads, GB/s (10^9 B/s), measured over a 1 GiB buffer (~1 s). */
+double dsc_memory_bandwidth_gbs(void);
 
 /* Matrix-multiply accounting for benchmarks: FLOPs of every dsc_sgemm call (2·M·N·K), and the
  * wall time of the calls made outside parallel regions (those inside run on one thread of a

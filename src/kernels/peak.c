@@ -1,7 +1,9 @@
-/* peak.c: the machine's fp32 FMA peak, measured: independent fused multiply-adds on every thread
- * with the widest vectors the kernels use. Benchmarks divide achieved FLOP/s by it. */
+/* peak.c: the machine's limits, measured: the fp32 FMA peak (independent fused multiply-adds on
+ * every thread, the widest vectors the kernels use) and the memory read bandwidth. Benchmarks
+ * divide achieved FLOP/s and bytes/s by them. */
 #include <omp.h>
 #include <stdbool.h>
+#include <stdlib.h>
 #include <time.h>
 
 #include "kernels/kernels.h"
@@ -76,4 +78,28 @@ double dsc_fma_peak_gflops(int threads) {
     (void)threads;
     return 0;
 #endif
+}
+
+/* Memory read bandwidth: a vectorised sum over a 1 GiB buffer (far beyond the caches) on every
+ * thread, best of three passes, in GB/s (10^9 bytes). */
+double dsc_memory_bandwidth_gbs(void) {
+    size_t n = (size_t)1 << 28; /* floats: 1 GiB */
+    float *buf = malloc(n * sizeof(float));
+    if (!buf) return 0;
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) buf[i] = (float)(i & 7);
+    double best = 0;
+    volatile float sink = 0;
+    for (int rep = 0; rep < 3; rep++) {
+        double t0 = now();
+        float total = 0;
+#pragma omp parallel for simd schedule(static) reduction(+ : total)
+        for (size_t i = 0; i < n; i++) total += buf[i];
+        double gbs = n * sizeof(float) / (now() - t0) / 1e9;
+        sink += total;
+        if (gbs > best) best = gbs;
+    }
+    (void)sink;
+    free(buf);
+    return best;
 }
