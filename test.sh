@@ -32,6 +32,6 @@ cmake --build build-asan -j"$jobs"
 
 echo "== fuzzing (${DSC_FUZZ_SECONDS:-30} s per target)"
 cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DDSC_FUZZ=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
-cmake --build build-fuzz -j"$jobs" --target fuzz_safetensors fuzz_config fuzz_tokenizer
+cmake --build build-fuzz -j"$jobs" --target fuzz_safetensors fuzz_config fuzz_tokenizer fuzz_hfindex fuzz_gguf
 ./tests/fuzz/run.sh build-fuzz "${DSC_FUZZ_SECONDS:-30}"
 echo "all tests passed"

@@ -1,10 +1,12 @@
 /* cmd_info.c: `dsc info`: the shape arithmetic of a preset, a config.json or a model directory:
- * total and active parameters, FLOPs per token, and KV-cache bytes per token. */
+ * total and active parameters, FLOPs per token, and KV-cache bytes per token; for a directory
+ * with weights also its shards, tensors and dtypes, checked against the configuration. */
 #include <stdio.h>
 #include <string.h>
 
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "io/hfdir.h"
 
 static void human(char *buf, size_t n, double x) {
     const char *unit[] = {"", "K", "M", "B", "T"};
@@ -73,5 +75,21 @@ int cmd_info(int argc, char **argv) {
     printf("KV cache per token (bf16): %.0f bytes latent (MLA) vs %.0f bytes for MHA of the same dims (%.1fx less)\n",
            s.kv_cache_bytes_per_token, s.mha_kv_cache_bytes_per_token,
            s.mha_kv_cache_bytes_per_token / s.kv_cache_bytes_per_token);
+    if (dir && hfdir_has_weights(dir)) { /* every tensor the model reads: present, supported, shaped */
+        hfdir *h = NULL;
+        hfdir_report r;
+        if (hfdir_open(dir, &h) || hfdir_check(h, false, &r)) {
+            fprintf(stderr, "dsc info: %s\n", dsc_last_error());
+            hfdir_close(h);
+            return 1;
+        }
+        hfdir_stats st;
+        char what[256];
+        hfdir_get_stats(h, &st);
+        hfdir_stats_format(&st, what, sizeof what);
+        printf("weights: %s; %d not read by the model; MTP %s\n", what, r.n_unused,
+               !r.mtp_layers ? "none" : r.mtp_complete ? "complete" : "missing (speculative decoding unavailable)");
+        hfdir_close(h);
+    }
     return 0;
 }

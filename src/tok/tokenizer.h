@@ -35,6 +35,14 @@ typedef struct {
 } dsc_special_ids;
 void dsc_tokenizer_specials(const dsc_tokenizer *t, dsc_special_ids *out);
 
+/* For exporters (GGUF): the text of an id as the tokenizer stores it (a BPE token in the byte-level
+ * alphabet; an added token's content as is), or NULL for an id nothing uses; *kind (may be NULL)
+ * tells which. The merges in rank order: merge i joins the tokens *a and *b. */
+typedef enum { DSC_TOKEN_NORMAL, DSC_TOKEN_SPECIAL, DSC_TOKEN_ADDED } dsc_token_kind;
+const char *dsc_tokenizer_token_text(const dsc_tokenizer *t, int32_t id, size_t *len, dsc_token_kind *kind);
+int32_t dsc_tokenizer_num_merges(const dsc_tokenizer *t);
+void dsc_tokenizer_merge_at(const dsc_tokenizer *t, int32_t i, int32_t *a, int32_t *b);
+
 /* Encodes len bytes of text (no BOS added). With parse_special, special-token text in the input
  * becomes the special ids; otherwise it is encoded as ordinary text. *ids is malloc'ed.
  * (dsc: with parse_special false no added token at all is matched. Thread-safe: several threads

@@ -5,7 +5,7 @@ set -euo pipefail
 build=$1
 secs=${2:-30}
 here=$(cd "$(dirname "$0")" && pwd)
-for target in safetensors config tokenizer; do
+for target in safetensors config tokenizer hfindex gguf; do
   exe="$build/tests/fuzz/fuzz_$target"
   corpus="$build/tests/fuzz/corpus_$target"
   mkdir -p "$corpus"
