@@ -7,6 +7,7 @@
 
 #include "dsc.h"
 #include "testutil.h"
+#include "testmodel.h"
 
 static double worst_rel = 0; /* worst |numeric - analytic| / |g| along the gradient, above the noise */
 
@@ -26,20 +27,6 @@ static double total_loss(void *ctx) {
     return l.total;
 }
 
-/* Moves every parameter away from its initial value so that no gradient is trivially zero. */
-static void perturb(dsc_model *m, dsc_rng *r) {
-    for (int i = 0; i < dsc_model_num_tensors(m); i++) {
-        int64_t shape[4];
-        float *p;
-        int nd = dsc_model_tensor_info(m, i, shape, &p, NULL);
-        size_t n = 1;
-        for (int j = 0; j < nd; j++) n *= (size_t)shape[j];
-        const char *name = dsc_model_tensor_name(m, i);
-        float std = strstr(name, "norm") || strstr(name, "alpha") || strstr(name, "mhc.bias") ? 0.2f : 0.05f;
-        if (strstr(name, "e_score_correction_bias")) std = 0.05f;
-        for (size_t j = 0; j < n; j++) p[j] += std * dsc_rng_normal(r);
-    }
-}
 
 /* Central differences along the gradient direction (the largest signal) and along one random
  * direction, step 1e-2. In fp32 the loss carries rounding noise of a few ulp, so the tolerance is
@@ -93,7 +80,7 @@ static void run(const char *label, dsc_config *c, int B, int T, uint64_t seed) {
     dsc_model_init(k.m, seed);
     dsc_rng r;
     dsc_rng_seed(&r, seed);
-    perturb(k.m, &r);
+    tu_perturb_model(k.m, &r);
     k.tokens = malloc(sizeof(int32_t) * B * T);
     k.targets = malloc(sizeof(int32_t) * B * T);
     for (int i = 0; i < B * T; i++) k.tokens[i] = (int32_t)(dsc_rng_u64(&r) % c->vocab_size);

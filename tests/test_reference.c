@@ -10,6 +10,7 @@
 
 #include "base/mem.h"
 #include "dsc.h"
+#include "infer/engine.h"
 #include "io/safetensors.h"
 #include "model/block.h"
 #include "model/dsa.h"
@@ -68,10 +69,10 @@ static void run_fixture(const char *dir, const char *label) {
     /* logits of every position */
     float *logits = malloc(sizeof(float) * (size_t)N * V);
     CHECK(dsc_model_logits(m, tokens, B, T, logits) == DSC_OK, "%s: logits: %s", label, dsc_last_error());
-    float *ref = read_f32(st, "logits", NULL);
-    CHECK(ref != NULL, "%s: fixture has logits", label);
-    if (ref) worst_here = fmax(worst_here, compare(label, "logits", logits, ref, (size_t)N * V));
-    free(ref);
+    float *ref0 = read_f32(st, "logits", NULL);
+    CHECK(ref0 != NULL, "%s: fixture has logits", label);
+    if (!ref0) return;
+    worst_here = fmax(worst_here, compare(label, "logits", logits, ref0, (size_t)N * V));
 
     /* DSA selection and scores of every block with an indexer (from the logits pass) */
     for (int l = 0; l < c->num_hidden_layers && c->index_n_heads > 0; l++) {
@@ -99,6 +100,55 @@ static void run_fixture(const char *dir, const char *label) {
         free(sel);
         free(scores);
         dsc_free(scratch);
+    }
+
+    /* the inference engine (absorbed attention over the latent cache, prefill in chunks of 5)
+     * against the same logits, and its MTP module (depth 1) against the reference's */
+    {
+        iweights iw;
+        tensor_source src;
+        tensor_source_from_model(&src, m);
+        engine *e = NULL;
+        engine_options eo = {1, T, 5};
+        CHECK(iweights_build(&iw, c, &src, true) == DSC_OK && engine_create(&iw, &eo, &e) == DSC_OK,
+              "%s: engine: %s", label, dsc_last_error());
+        float *el = malloc(sizeof(float) * (size_t)T * V), *g = malloc(sizeof(float) * (size_t)T * c->hidden_size);
+        int32_t *next = malloc(sizeof(int32_t) * T);
+        float *mref = c->num_nextn_predict_layers > 0 ? read_f32(st, "mtp_logits.1", NULL) : NULL;
+        double worst_e = 0, worst_m = 0;
+        for (int b = 0; e && b < B; b++) {
+            int s = engine_seq_new(e);
+            /* prefill in chunks of 5 rows: every chunk's hidden states are kept for the MTP rows */
+            for (int t0 = 0; t0 < T; t0 += 5) {
+                int n = T - t0 < 5 ? T - t0 : 5;
+                CHECK(engine_prefill(e, s, tokens + b * T + t0, n, NULL, el + (size_t)t0 * V) == DSC_OK,
+                      "%s: engine prefill: %s", label, dsc_last_error());
+                memcpy(g + (size_t)t0 * c->hidden_size, engine_last_hidden(e), sizeof(float) * n * c->hidden_size);
+            }
+            worst_e = fmax(worst_e, compare(label, "engine logits", el, ref0 + (size_t)b * T * V, (size_t)T * V));
+            if (mref) {
+                for (int t = 0; t < T; t++) { /* z[t+1]: the next input token, then the last target */
+                    int32_t z = t + 1 < T ? tokens[b * T + t + 1] : targets[b * T + T - 1];
+                    next[t] = z < 0 ? 0 : z;
+                }
+                for (int t0 = 0; t0 < T; t0 += 5) {
+                    int n = T - t0 < 5 ? T - t0 : 5;
+                    CHECK(engine_mtp(e, s, g + (size_t)t0 * c->hidden_size, next + t0, n, t0, el + (size_t)t0 * V) ==
+                              DSC_OK,
+                          "%s: engine mtp: %s", label, dsc_last_error());
+                }
+                worst_m = fmax(worst_m, compare(label, "engine MTP logits", el, mref + (size_t)b * T * V, (size_t)T * V));
+            }
+            engine_seq_free(e, s);
+        }
+        worst_here = fmax(worst_here, fmax(worst_e, worst_m));
+        printf("%-24s engine (absorbed, chunked prefill): logits %.2e%s", label, worst_e, mref ? "" : "\n");
+        if (mref) printf(", MTP depth-1 logits %.2e\n", worst_m);
+        free(mref);
+        free(el);
+        free(g);
+        free(next);
+        engine_free(e);
     }
 
     /* losses and gradients */
@@ -163,6 +213,7 @@ static void run_fixture(const char *dir, const char *label) {
     free(tokens);
     free(targets);
     free(logits);
+    free(ref0);
     st_close(st);
     dsc_model_free(m);
 }

@@ -12,5 +12,9 @@ const dsc_command dsc_commands[] = {
     {"tokenize", cmd_tokenize},
     {"train", cmd_train},
     {"sample", cmd_sample},
+    {"generate", cmd_generate},
+    {"chat", cmd_chat},
+    {"export", cmd_export},
+    {"quantize", cmd_quantize},
     {NULL, NULL},
 };

@@ -17,6 +17,10 @@ static void usage(FILE *f) {
             "  data       prepare token shards from text and generated problems; export problems\n"
             "  train      pretrain a model on prepared data (checkpoints, metrics, loss plot, resume)\n"
             "  sample     generate text from a trained model\n"
+            "  generate   fast generation (latent KV cache; ids or text; speculative with MTP)\n"
+            "  chat       interactive chat with DeepSeek's template, reasoning shown apart\n"
+            "  export     write a model as a Hugging Face directory (--hf: f32/bf16/fp8 shards) or GGUF (--gguf)\n"
+            "  quantize   store a model's weights as f32, bf16 or DeepSeek fp8 (a Hugging Face directory)\n"
             "  help       this text; 'dsc <command> --help' for a command's options\n",
             DSC_VERSION);
 }

@@ -262,17 +262,15 @@ static void score_row(dsc_score_func f, float *z, int E) {
     for (int e = 0; e < E; e++) z[e] /= sum;
 }
 
-void moe_route(const dsc_config *c, const moe_weights *w, const float *x, int N, float *scores, int32_t *idx,
-               float *weights) {
-    int d = c->hidden_size, E = c->n_routed_experts, K = c->num_experts_per_tok;
-    dsc_linear_forward(scores, x, w->gate, N, d, E, false); /* z [N,E] */
+void moe_route_logits(const dsc_config *c, const float *bias, float *scores, int N, int32_t *idx, float *weights) {
+    int E = c->n_routed_experts, K = c->num_experts_per_tok;
 #pragma omp parallel for schedule(static) if (!omp_in_parallel() && N >= 64)
     for (int r = 0; r < N; r++) {
         float *s = scores + (size_t)r * E;
         int32_t *ix = idx + (size_t)r * K;
         float *wt = weights + (size_t)r * K;
         score_row(c->scoring_func, s, E);
-        select_row(c, s, w->bias, ix);
+        select_row(c, s, bias, ix);
         float sum = 0;
         for (int k = 0; k < K; k++) sum += s[ix[k]];
         for (int k = 0; k < K; k++) {
@@ -280,6 +278,13 @@ void moe_route(const dsc_config *c, const moe_weights *w, const float *x, int N,
             wt[k] = v * c->routed_scaling_factor;
         }
     }
+}
+
+void moe_route(const dsc_config *c, const moe_weights *w, const float *x, int N, float *scores, int32_t *idx,
+               float *weights) {
+    int d = c->hidden_size, E = c->n_routed_experts;
+    dsc_linear_forward(scores, x, w->gate, N, d, E, false); /* z [N,E] */
+    moe_route_logits(c, w->bias, scores, N, idx, weights);
 }
 
 /* ------------------------------------------------------------------------------------------------

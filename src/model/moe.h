@@ -56,6 +56,10 @@ void moe_backward(const dsc_config *c, const moe_weights *w, const moe_weights *
 void moe_route(const dsc_config *c, const moe_weights *w, const float *x, int N, float *scores, int32_t *idx,
                float *weights);
 
+/* The router from precomputed logits z = x W_gᵀ (inference computes them from quantized
+ * weights): scores [N,E] holds z on entry and the un-biased s on return. */
+void moe_route_logits(const dsc_config *c, const float *bias, float *scores, int N, int32_t *idx, float *weights);
+
 /* Aux-loss-free update of one block's bias from its loads: b_i += gamma*sign(mean c - c_i). */
 void moe_update_bias(float *bias, const int64_t *load, int E, float gamma);
 
