@@ -103,12 +103,25 @@ static double roundtrip(const char *label, dsc_model *m, qt_type type, const int
     size_t n = (size_t)T * c->vocab_size;
     tensor_source src;
     tensor_source_from_model(&src, m);
-    gguf_export_options o = {type, label, false};
+    gguf_export_options o = {type, label, false, false};
     char notes[1024];
     const char *path = tmp("model.gguf");
     if (gguf_export_deepseek2(c, &src, NULL, &o, path, notes, sizeof notes)) {
         CHECK(0, "%s %s: export: %s", label, qt_name(type), dsc_last_error());
         return INFINITY;
+    }
+    /* streamed through a temporary file (one tensor in memory at a time): the same bytes */
+    o.stream = true;
+    CHECK(gguf_export_deepseek2(c, &src, NULL, &o, tmp("stream.gguf"), notes, sizeof notes) == DSC_OK,
+          "%s %s: streamed export: %s", label, qt_name(type), dsc_last_error());
+    dsc_mapped_file fa, fb;
+    if (dsc_map_file(path, &fa) == DSC_OK) {
+        if (dsc_map_file(tmp("stream.gguf"), &fb) == DSC_OK) {
+            CHECK(fa.size == fb.size && !memcmp(fa.data, fb.data, fa.size), "%s %s: streamed export differs", label,
+                  qt_name(type));
+            dsc_unmap_file(&fb);
+        }
+        dsc_unmap_file(&fa);
     }
     iweights w;
     if (gguf_load_iweights(path, &w)) {
@@ -228,7 +241,7 @@ static void test_metadata(void) {
     tensor_source src;
     tensor_source_from_model(&src, m);
     for (int keys = 0; keys < 2; keys++) {
-        gguf_export_options o = {QT_Q8_0, "meta", keys == 0};
+        gguf_export_options o = {QT_Q8_0, "meta", keys == 0, false};
         char notes[1024];
         CHECK(gguf_export_deepseek2(&c, &src, NULL, &o, tmp("meta.gguf"), notes, sizeof notes) == DSC_OK, "export: %s",
               dsc_last_error());
@@ -291,7 +304,7 @@ static void test_metadata(void) {
     c.num_nextn_predict_layers = 0;
     if (!(m = make_model(&c, 8))) return;
     tensor_source_from_model(&src, m);
-    gguf_export_options o = {QT_F32, NULL, false};
+    gguf_export_options o = {QT_F32, NULL, false, false};
     gguf_file *f;
     double af = 0;
     if (gguf_export_deepseek2(&c, &src, NULL, &o, tmp("m0.gguf"), NULL, 0) || gguf_open(tmp("m0.gguf"), &f)) {
@@ -315,7 +328,7 @@ static void expect_refused(const char *label, const dsc_config *c, const char *n
     if (!m) return;
     tensor_source src;
     tensor_source_from_model(&src, m);
-    gguf_export_options o = {QT_F32, NULL, false};
+    gguf_export_options o = {QT_F32, NULL, false, false};
     unlink(tmp("refused.gguf"));
     int rc = gguf_export_deepseek2(c, &src, NULL, &o, tmp("refused.gguf"), NULL, 0);
     const char *msg = dsc_last_error();
@@ -425,7 +438,7 @@ static void test_tokenizer_and_cli(void) {
     dsc_model *small = make_model(&c, 12);
     tensor_source src;
     tensor_source_from_model(&src, small);
-    gguf_export_options o = {QT_F32, NULL, false};
+    gguf_export_options o = {QT_F32, NULL, false, false};
     CHECK(gguf_export_deepseek2(&c, &src, tok, &o, tmp("small.gguf"), NULL, 0) == DSC_ERR &&
               strstr(dsc_last_error(), "vocab_size"),
           "tokenizer larger than vocab refused: %s", dsc_last_error());

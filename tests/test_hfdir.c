@@ -196,6 +196,9 @@ static dsc_model *dequantized_copy(const dsc_model *orig, const char *dir) {
             }
             for (int r = 0; r < t.rows; r++) qt_dequant_row(p + (size_t)r * t.cols, &t, r);
             check_rounding(h, orig, dsc_model_tensor_name(q, i), &t, p);
+            /* the engine reads an FP8 kv_b_proj in bf16, as DeepSeek's inference code does */
+            if (t.type == QT_FP8 && strstr(dsc_model_tensor_name(q, i), "kv_b_proj"))
+                for (size_t j = 0; j < (size_t)t.rows * t.cols; j++) p[j] = qt_bf16_to_f32(qt_f32_to_bf16(p[j]));
         }
     hfdir_close(h);
     return q;

@@ -33,6 +33,7 @@ struct engine {
     float *mhc_mem, *mhc_scratch;
     mhc_acts mhc;
     float *cq, *q, *kva, *qlat, *olat, *o; /* attention */
+    float *hx;                   /* one head's rows gathered [H][R][max(dn, dv)] */
     float *S;                    /* scores of one sequence's rows [R*H, max_ctx] */
     float *qI, *kI, *wI, *iscore;/* indexer */
     unsigned char *allow;        /* [R, max_ctx] DSA selection mask */
@@ -53,6 +54,30 @@ const dsc_config *engine_config(const engine *e) { return &e->cfg; }
 int engine_max_rows(const engine *e) { return e->opt.max_rows; }
 int engine_max_ctx(const engine *e) { return e->opt.max_ctx; }
 
+static double qt_bytes(const qtensor *t) { return t->rows > 0 ? (double)t->rows * qt_row_bytes(t->type, t->cols) : 0; }
+static double ffn_bytes(const iffn *f) { return qt_bytes(&f->w1) + qt_bytes(&f->w3) + qt_bytes(&f->w2); }
+
+double engine_decode_weight_bytes(const engine *e) {
+    const dsc_config *c = &e->cfg;
+    const iweights *w = &e->w;
+    double bytes = qt_bytes(&w->head) + (double)qt_row_bytes(w->embed.type, w->embed.cols);
+    for (int l = 0; l < e->nb; l++) {
+        const iblock *b = &w->blocks[l];
+        const iattn *a = &b->attn;
+        bytes += qt_bytes(&a->wq_a) + qt_bytes(&a->wq_b) + qt_bytes(&a->wkv_a) + qt_bytes(&a->wk_t) +
+                 qt_bytes(&a->wv) + qt_bytes(&a->wo) + qt_bytes(&a->idx_wq_b) + qt_bytes(&a->idx_wk) +
+                 qt_bytes(&a->idx_weights_proj);
+        if (!b->is_moe) {
+            bytes += ffn_bytes(&b->mlp);
+            continue;
+        }
+        double experts = 0;
+        for (int x = 0; x < c->n_routed_experts; x++) experts += ffn_bytes(&b->experts[x]);
+        bytes += qt_bytes(&b->gate) + ffn_bytes(&b->shared) + experts * c->num_experts_per_tok / c->n_routed_experts;
+    }
+    return bytes;
+}
+
 size_t engine_kv_bytes_per_token(const engine *e) {
     const dsc_config *c = &e->cfg;
     size_t per = (size_t)c->kv_lora_rank + c->qk_rope_head_dim + (c->index_n_heads > 0 ? c->index_head_dim : 0);
@@ -71,7 +96,7 @@ void engine_free(engine *e) {
     free(e->idx);
     free(e->allow);
     float *bufs[] = {e->kv, e->pe, e->ik, e->xa, e->xb, e->u, e->an, e->y, e->hn, e->mhc_mem, e->mhc_scratch,
-                     e->cq, e->q, e->kva, e->qlat, e->olat, e->o, e->S, e->qI, e->kI, e->wI, e->iscore, e->z,
+                     e->cq, e->q, e->kva, e->qlat, e->olat, e->hx, e->o, e->S, e->qI, e->kI, e->wI, e->iscore, e->z,
                      e->wts, e->xg, e->h1, e->h3, e->act, e->fo, e->gw};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) dsc_free(bufs[i]);
     free(e);
@@ -127,6 +152,7 @@ dsc_status engine_create(iweights *w, const engine_options *o, engine **out) {
     e->kva = zalloc((size_t)R * (rkv + dr), &fail);
     e->qlat = zalloc((size_t)R * H * rkv, &fail);
     e->olat = zalloc((size_t)R * H * rkv, &fail);
+    e->hx = zalloc((size_t)R * H * (c->qk_nope_head_dim > c->v_head_dim ? c->qk_nope_head_dim : c->v_head_dim), &fail);
     e->o = zalloc((size_t)R * H * c->v_head_dim, &fail);
     e->S = zalloc((size_t)R * H * o->max_ctx, &fail);
     if (c->index_n_heads > 0) {
@@ -248,10 +274,26 @@ static bool indexer(engine *e, int l, const iattn *a, int R) {
  * Attention (absorbed MLA over the latent cache)
  * ------------------------------------------------------------------------------------------- */
 
+/* y[r, h*m..] = W[h] x[r, h*stride..(h*stride+k)] for each head h, with W's rows h*m.. (m = rows / H):
+ * x gathered into xh [H][R][k], products into yh [H][R][m], scattered into y [R, H*m]. Heads run
+ * side by side, each product on one thread (H >= the cores; a decode row reads each W once). */
+static void per_head(int R, int H, const float *x, int stride, int k, const qtensor *W, float *xh, float *yh, float *y) {
+    int m = W->rows / H;
+    size_t rb = qt_row_bytes(W->type, W->cols);
+#pragma omp parallel for schedule(static)
+    for (int h = 0; h < H; h++) {
+        float *xs = xh + (size_t)h * R * k, *ys = yh + (size_t)h * R * m;
+        for (int r = 0; r < R; r++) memcpy(xs + (size_t)r * k, x + ((size_t)r * H + h) * stride, sizeof(float) * k);
+        qtensor Wh = {W->type, m, W->cols, (const uint8_t *)W->data + (size_t)h * m * rb, NULL};
+        qt_matmul(ys, xs, &Wh, R, false);
+        for (int r = 0; r < R; r++) memcpy(y + ((size_t)r * H + h) * m, ys + (size_t)r * m, sizeof(float) * m);
+    }
+}
+
 static void attention(engine *e, int l, const iattn *a, int R, float *out) {
     const dsc_config *c = &e->cfg;
     int H = c->num_attention_heads, rq = c->q_lora_rank, rkv = c->kv_lora_rank, dr = c->qk_rope_head_dim;
-    int dn = c->qk_nope_head_dim, dv = c->v_head_dim, dqk = dn + dr, C = e->opt.max_ctx;
+    int dn = c->qk_nope_head_dim, dqk = dn + dr, C = e->opt.max_ctx;
     float scale = mla_softmax_scale(c);
     /* queries */
     if (rq > 0) {
@@ -273,10 +315,8 @@ static void attention(engine *e, int l, const iattn *a, int R, float *out) {
         for (int h = 0; h < H; h++) rope_apply(e->q + ((size_t)r * H + h) * dqk + dn, &e->rope, pos, true, false);
     }
     bool sparse = c->index_n_heads > 0 && indexer(e, l, a, R);
-    /* absorb W_UK into the queries: q_lat[r,h] = q_nope[r,h] · W_UK[h]   ([dn] x [dn, rkv]) */
-    for (int h = 0; h < H; h++)
-        dsc_sgemm(false, false, R, rkv, dn, 1.0f, e->q + (size_t)h * dqk, H * dqk, a->wkv_b + (size_t)h * (dn + dv) * rkv,
-                  rkv, 0.0f, e->qlat + (size_t)h * rkv, H * rkv);
+    /* absorb W_UK into the queries: q_lat[r,h] = q_nope[r,h] · W_UK[h] = wk_t[h] q_nope[r,h] */
+    per_head(R, H, e->q, dqk, dn, &a->wk_t, e->hx, e->olat, e->qlat);
     /* rows of one sequence are consecutive in a pass: one score matrix per run of rows */
     for (int r0 = 0; r0 < R;) {
         int s = e->row_seq[r0], r1 = r0 + 1;
@@ -311,9 +351,7 @@ static void attention(engine *e, int l, const iattn *a, int R, float *out) {
         r0 = r1;
     }
     /* o[r,h] = W_UV[h] · o_lat[r,h]   ([dv, rkv] x [rkv]) */
-    for (int h = 0; h < H; h++)
-        dsc_sgemm(false, true, R, dv, rkv, 1.0f, e->olat + (size_t)h * rkv, H * rkv,
-                  a->wkv_b + ((size_t)h * (dn + dv) + dn) * rkv, rkv, 0.0f, e->o + (size_t)h * dv, H * dv);
+    per_head(R, H, e->olat, rkv, rkv, &a->wv, e->qlat, e->hx, e->o);
     qt_matmul(out, e->o, &a->wo, R, false);
 }
 

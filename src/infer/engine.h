@@ -31,6 +31,10 @@ void engine_free(engine *e);
 const dsc_config *engine_config(const engine *e);
 int engine_max_rows(const engine *e);
 int engine_max_ctx(const engine *e);
+/* Bytes of weights one decode token reads: every matrix of the main blocks but the routed experts,
+ * num_experts_per_tok experts of each MoE block (their mean size), the head and one embedding row.
+ * Decode speed over this is the bandwidth used; the machine's bandwidth is its ceiling. */
+double engine_decode_weight_bytes(const engine *e);
 /* Bytes of KV cache per token (all layers) and the total allocated. */
 size_t engine_kv_bytes_per_token(const engine *e);
 

@@ -1,6 +1,6 @@
 /* iweights.c: building the inference view of a model's weights from a tensor source (see
  * iweights.h): one walk over the HF tensor names with shape checks, vectors copied to fp32,
- * kv_b_proj dequantized for the absorbed attention. */
+ * kv_b_proj split per head for the absorbed attention. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -91,6 +91,40 @@ static int ffn(walker *k, iffn *f, int d, int I, const char *prefix) {
            mat(k, &f->w2, d, I, "%s.down_proj.weight", prefix);
 }
 
+/* wk_t and wv of layer l (iattn): the source's own, or split from kv_b_proj [H*(dn+dv), rkv]. */
+static int absorbed(walker *k, const dsc_config *c, int l, iattn *a) {
+    int H = c->num_attention_heads, rkv = c->kv_lora_rank, dn = c->qk_nope_head_dim, dv = c->v_head_dim;
+    if (k->src->find_absorbed) {
+        int rc = k->src->find_absorbed(k->src->ctx, l, &a->wk_t, &a->wv);
+        if (rc != 1) return rc;
+    }
+    qtensor kvbt, *kvb = &kvbt;
+    if (mat(k, kvb, H * (dn + dv), rkv, "model.layers.%d.self_attn.kv_b_proj.weight", l)) return DSC_ERR;
+    qt_type t = kvb->type == QT_FP8 ? QT_BF16 : kvb->type == QT_Q4_0 ? QT_Q8_0 : kvb->type;
+    if (t == QT_Q8_0 && (dn % 32 || rkv % 32)) t = QT_F16; /* rows must be whole Q8_0 blocks */
+    float *kv = malloc(sizeof(float) * (size_t)kvb->rows * kvb->cols), *kt = malloc(sizeof(float) * (size_t)H * rkv * dn),
+          *vv = malloc(sizeof(float) * (size_t)H * dv * rkv);
+    void *kd = own(k->w, qt_row_bytes(t, dn) * (size_t)H * rkv), *vd = own(k->w, qt_row_bytes(t, rkv) * (size_t)H * dv);
+    int rc = kv && kt && vv && kd && vd ? DSC_OK : dsc_set_error("out of memory");
+    if (!rc) {
+        for (int r = 0; r < kvb->rows; r++) qt_dequant_row(kv + (size_t)r * rkv, kvb, r);
+        for (int h = 0; h < H; h++) {
+            const float *kh = kv + (size_t)h * (dn + dv) * rkv;
+            for (int j = 0; j < dn; j++)
+                for (int cc = 0; cc < rkv; cc++) kt[((size_t)h * rkv + cc) * dn + j] = kh[(size_t)j * rkv + cc];
+            memcpy(vv + (size_t)h * dv * rkv, kh + (size_t)dn * rkv, sizeof(float) * (size_t)dv * rkv);
+        }
+        qt_quantize(t, kt, H * rkv, dn, kd, NULL);
+        qt_quantize(t, vv, H * dv, rkv, vd, NULL);
+        a->wk_t = (qtensor){t, H * rkv, dn, kd, NULL};
+        a->wv = (qtensor){t, H * dv, rkv, vd, NULL};
+    }
+    free(kv);
+    free(kt);
+    free(vv);
+    return rc;
+}
+
 static int block(walker *k, const dsc_config *c, int l, iblock *b) {
     int d = c->hidden_size, H = c->num_attention_heads, dqk = cfg_qk_head_dim(c), rq = c->q_lora_rank;
     int rkv = c->kv_lora_rank, dr = c->qk_rope_head_dim;
@@ -114,13 +148,10 @@ static int block(walker *k, const dsc_config *c, int l, iblock *b) {
     } else if (mat(k, &a->wq_b, H * dqk, d, "model.layers.%d.self_attn.q_proj.weight", l)) {
         return DSC_ERR;
     }
-    qtensor kvb;
     if (mat(k, &a->wkv_a, rkv + dr, d, "model.layers.%d.self_attn.kv_a_proj_with_mqa.weight", l) ||
-        vec(k, &a->kv_norm, rkv, "model.layers.%d.self_attn.kv_a_layernorm.weight", l) ||
-        mat(k, &kvb, H * (c->qk_nope_head_dim + c->v_head_dim), rkv, "model.layers.%d.self_attn.kv_b_proj.weight", l) ||
+        vec(k, &a->kv_norm, rkv, "model.layers.%d.self_attn.kv_a_layernorm.weight", l) || absorbed(k, c, l, a) ||
         mat(k, &a->wo, d, H * c->v_head_dim, "model.layers.%d.self_attn.o_proj.weight", l))
         return DSC_ERR;
-    if (!(a->wkv_b = to_f32(k, &kvb, (size_t)kvb.rows * kvb.cols))) return DSC_ERR;
     if (c->index_n_heads > 0) {
         int HI = c->index_n_heads, dI = c->index_head_dim;
         if (mat(k, &a->idx_wq_b, HI * dI, rq, "model.layers.%d.self_attn.indexer.wq_b.weight", l) ||
@@ -205,4 +236,5 @@ void tensor_source_from_model(tensor_source *src, const dsc_model *m) {
     src->find = model_find;
     src->ctx = (void *)m;
     src->what = "model";
+    src->find_absorbed = NULL;
 }

@@ -22,7 +22,11 @@ typedef struct {
     qtensor wq_b;                /* q_b_proj [H*dqk, rq], or q_proj [H*dqk, d] when rq == 0 */
     qtensor wkv_a;               /* [rkv+dr, d] */
     const float *kv_norm;        /* [rkv] */
-    const float *wkv_b;          /* fp32 [H*(dn+dv), rkv]: the absorbed attention reads it by head */
+    /* kv_b_proj split for the absorbed attention (llama.cpp's attn_k_b / attn_v_b):
+     * wk_t [H*rkv, dn]: head h's W_UK transposed in rows h*rkv..; wv [H*dv, rkv]: head h's W_UV
+     * in rows h*dv... fp32 from an fp32 source, bf16 from FP8 (as DeepSeek's inference code
+     * dequantizes it), the source's own type otherwise (GGUF: the file's tensors, no copy). */
+    qtensor wk_t, wv;
     qtensor wo;                  /* [d, H*dv] */
     /* DSA indexer (index_n_heads > 0) */
     qtensor idx_wq_b, idx_wk, idx_weights_proj;
@@ -66,6 +70,9 @@ typedef struct {
     int (*find)(void *ctx, const char *name, qtensor *out);
     void *ctx;
     const char *what;            /* for messages: the file or "model" */
+    /* Optional (may be NULL): layer l's wk_t and wv (iattn) as the source stores them; 1 when it
+     * has none (then kv_b_proj is split), DSC_ERR on a malformed file. */
+    int (*find_absorbed)(void *ctx, int layer, qtensor *wk_t, qtensor *wv);
 } tensor_source;
 
 /* Walks the configuration's tensors (docs/MODEL.md §2), checks every shape, converts vectors to

@@ -6,6 +6,7 @@
  *                                                       array  = u32 elem type, u64 n, n values
  *   n_tensors x (string name, u32 n_dims, u64 ne[n_dims], u32 ggml type, u64 offset)
  *   padding to general.alignment (default 32), then the data section; offsets are relative to it. */
+#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -602,9 +603,10 @@ typedef struct {
     uint32_t type;
     int n_dims;
     int64_t ne[GGUF_MAX_DIMS];
-    void *data;
+    void *data;                 /* NULL when spilled */
     size_t nbytes;
     bool owned;
+    off_t spill_off;            /* where the data is in the spill file */
 } wtensor;
 
 struct gguf_writer {
@@ -612,6 +614,8 @@ struct gguf_writer {
     int n_kv, cap_kv;
     wtensor *t;
     int n_t, cap_t;
+    FILE *spill;                /* gguf_writer_stream: tensor data goes here as it is added */
+    off_t spill_len;
 };
 
 typedef struct {
@@ -660,7 +664,14 @@ void gguf_writer_free(gguf_writer *w) {
     }
     free(w->kv);
     free(w->t);
+    if (w->spill) fclose(w->spill);
     free(w);
+}
+
+dsc_status gguf_writer_stream(gguf_writer *w) {
+    if (w->spill) return DSC_OK;
+    w->spill = tmpfile();
+    return w->spill ? DSC_OK : dsc_set_error("gguf: cannot create a temporary file for tensor data: %s", strerror(errno));
 }
 
 /* Takes val (malloc'ed, val_len bytes) as the value of key. */
@@ -775,7 +786,37 @@ dsc_status gguf_writer_add_tensor(gguf_writer *w, const char *name, uint32_t typ
     t->nbytes = nbytes;
     t->owned = take;
     w->n_t++;
+    if (w->spill) {
+        t->spill_off = w->spill_len;
+        if (fseeko(w->spill, t->spill_off, SEEK_SET) || fwrite(data, 1, nbytes, w->spill) != nbytes)
+            return dsc_set_error("gguf: writing tensor '%s' to the temporary file: %s", name, strerror(errno));
+        w->spill_len += (off_t)nbytes;
+        if (take) free(data);
+        t->data = NULL;
+        t->owned = false;
+    }
     return DSC_OK;
+}
+
+/* Hands tensor t's data to put(ctx, bytes, n): from memory, or read back from the spill file in
+ * pieces. */
+static dsc_status tensor_data(gguf_writer *w, const wtensor *t, dsc_status (*put_fn)(void *, const void *, size_t),
+                              void *ctx) {
+    if (t->data) return put_fn(ctx, t->data, t->nbytes);
+    enum { PIECE = 1 << 24 };
+    unsigned char *p = malloc(t->nbytes < PIECE ? t->nbytes + 1 : PIECE);
+    if (!p) return dsc_set_error("out of memory");
+    dsc_status rc = fseeko(w->spill, t->spill_off, SEEK_SET)
+                        ? dsc_set_error("gguf: temporary file: %s", strerror(errno))
+                        : DSC_OK;
+    for (size_t done = 0; done < t->nbytes && !rc;) {
+        size_t n = t->nbytes - done < PIECE ? t->nbytes - done : PIECE;
+        if (fread(p, 1, n, w->spill) != n) rc = dsc_set_error("gguf: reading back tensor '%s' from the temporary file", t->name);
+        else rc = put_fn(ctx, p, n);
+        done += n;
+    }
+    free(p);
+    return rc;
 }
 
 #define ALIGN GGUF_DEFAULT_ALIGNMENT
@@ -812,6 +853,12 @@ static dsc_status header(const gguf_writer *w, buf *b) {
     return b->oom ? dsc_set_error("out of memory") : DSC_OK;
 }
 
+static dsc_status put_atomic(void *ctx, const void *p, size_t n) { return dsc_atomic_write(ctx, p, n); }
+static dsc_status put_buf(void *ctx, const void *p, size_t n) {
+    put(ctx, p, n);
+    return DSC_OK;
+}
+
 dsc_status gguf_writer_write(gguf_writer *w, const char *path) {
     buf b = {0};
     if (header(w, &b)) {
@@ -826,7 +873,7 @@ dsc_status gguf_writer_write(gguf_writer *w, const char *path) {
     static const unsigned char zeros[ALIGN];
     int rc = dsc_atomic_write(&af, b.p, b.n);
     for (int i = 0; i < w->n_t && !rc; i++) {
-        rc = dsc_atomic_write(&af, w->t[i].data, w->t[i].nbytes);
+        rc = tensor_data(w, &w->t[i], put_atomic, &af);
         if (!rc) rc = dsc_atomic_write(&af, zeros, padded(w->t[i].nbytes) - w->t[i].nbytes);
     }
     free(b.p);
@@ -844,9 +891,14 @@ dsc_status gguf_writer_write_memory(gguf_writer *w, void **out, size_t *len) {
         free(b.p);
         return DSC_ERR;
     }
-    for (int i = 0; i < w->n_t; i++) {
-        put(&b, w->t[i].data, w->t[i].nbytes);
+    dsc_status rc = DSC_OK;
+    for (int i = 0; i < w->n_t && !rc; i++) {
+        rc = tensor_data(w, &w->t[i], put_buf, &b);
         put(&b, zeros, padded(w->t[i].nbytes) - w->t[i].nbytes);
+    }
+    if (rc) {
+        free(b.p);
+        return DSC_ERR;
     }
     if (b.oom) {
         free(b.p);

@@ -135,6 +135,10 @@ dsc_status gguf_set_string_array(gguf_writer *w, const char *key, const char *co
  * otherwise it must stay valid until the write. Names are unique, shorter than GGUF_MAX_NAME. */
 dsc_status gguf_writer_add_tensor(gguf_writer *w, const char *name, uint32_t type, int n_dims, const int64_t *ne,
                                   void *data, bool take);
+/* From now on, the data of each tensor added goes to an unlinked temporary file at once (and is
+ * freed when the writer owns it), so that writing a model far larger than memory holds one tensor
+ * at a time; the write copies it back. */
+dsc_status gguf_writer_stream(gguf_writer *w);
 /* Writes the file atomically (temp file, fsync, rename); data aligned to 32 bytes. */
 dsc_status gguf_writer_write(gguf_writer *w, const char *path);
 /* The same bytes into a malloc'ed buffer. */
@@ -145,6 +149,7 @@ typedef struct {
     qt_type type;               /* weight matrices: QT_F32, QT_F16, QT_BF16, QT_Q8_0 or QT_Q4_0 */
     const char *name;           /* general.name (NULL: "dsc model") */
     bool no_dsc_keys;           /* leave out the dsc.* keys (exact doubles, dsc-only fields) */
+    bool stream;                /* hold one tensor in memory at a time (gguf_writer_stream) */
 } gguf_export_options;
 
 /* Writes cfg's weights from src (Hugging Face names) and the tokenizer (NULL: no tokenizer keys;

@@ -452,6 +452,10 @@ dsc_status gguf_export_deepseek2(const dsc_config *cfg, const tensor_source *src
                              qt_name(o->type));
     exporter x = {cfg, src, NULL, o->type, notes, notes_cap, 0, ""};
     if (gguf_writer_create(&x.w)) return DSC_ERR;
+    if (o->stream && gguf_writer_stream(x.w)) {
+        gguf_writer_free(x.w);
+        return dsc_prefix_error("%s", path);
+    }
     int rc = write_metadata(&x, o->name) || (!o->no_dsc_keys && write_dsc_keys(&x)) ||
              (tok && write_tokenizer(&x, tok));
     int d = cfg->hidden_size, V = cfg->vocab_size;
@@ -487,7 +491,7 @@ int export_gguf(const char *model_dir, const char *out_path, const char *type) {
     }
     tensor_source src;
     hfdir_source(h, &src);
-    gguf_export_options o = {(qt_type)t, NULL, false};
+    gguf_export_options o = {(qt_type)t, NULL, false, true}; /* checkpoints can be far larger than memory */
     char notes[1024];
     int rc = gguf_export_deepseek2(hfdir_config(h), &src, tok, &o, out_path, notes, sizeof notes);
     for (char *line = notes, *nl; !rc && *line; line = nl + 1) {
@@ -533,25 +537,38 @@ static int shape_error(const gguf_file *f, const gguf_tensor *t, const char *wan
     return dsc_set_error("%s: tensor '%s': expected dims {%s}, found {%s}", gguf_path(f), t->name, want, got);
 }
 
-/* kv_b_proj [H*(dn+dv), rkv] in fp32, from attn_k_b {dn, rkv, H} and attn_v_b {rkv, dv, H}. */
-static int rebuild_kv_b(gguf_source *s, int l, qtensor *out) {
+/* attn_k_b {dn, rkv, H} and attn_v_b {rkv, dv, H} of layer l as [H*rkv, dn] and [H*dv, rkv]
+ * views: the engine's wk_t and wv as they are. 1 when either is missing (a legacy file with
+ * attn_kv_b). */
+static int kv_b_parts(gguf_source *s, int l, qtensor *kq, qtensor *vq) {
     const dsc_config *c = &s->cfg;
     int H = c->num_attention_heads, rkv = c->kv_lora_rank, dn = c->qk_nope_head_dim, dv = c->v_head_dim;
-    char kn[GGUF_MAX_NAME], vn[GGUF_MAX_NAME];
+    char kn[GGUF_MAX_NAME], vn[GGUF_MAX_NAME], want[64];
     snprintf(kn, sizeof kn, "blk.%d.attn_k_b.weight", l);
     snprintf(vn, sizeof vn, "blk.%d.attn_v_b.weight", l);
     const gguf_tensor *kt = gguf_tensor_find(s->f, kn), *vt = gguf_tensor_find(s->f, vn);
-    if (!kt || !vt)
-        return dsc_set_error("%s: tensor '%s' is missing (and so is the legacy blk.%d.attn_kv_b.weight)", gguf_path(s->f),
-                             kt ? vn : kn, l);
-    char want[64];
+    if (!kt || !vt) {
+        dsc_set_error("%s: tensor '%s' is missing (and so is the legacy blk.%d.attn_kv_b.weight)", gguf_path(s->f),
+                      kt ? vn : kn, l);
+        return 1;
+    }
     if (kt->n_dims != 3 || kt->ne[0] != dn || kt->ne[1] != rkv || kt->ne[2] != H)
         return snprintf(want, sizeof want, "%d, %d, %d", dn, rkv, H), shape_error(s->f, kt, want);
     if (vt->n_dims != 3 || vt->ne[0] != rkv || vt->ne[1] != dv || vt->ne[2] != H)
         return snprintf(want, sizeof want, "%d, %d, %d", rkv, dv, H), shape_error(s->f, vt, want);
+    return gguf_tensor_view(s->f, kt, 0, (int64_t)rkv * H, kq) || gguf_tensor_view(s->f, vt, 0, (int64_t)dv * H, vq)
+               ? DSC_ERR
+               : DSC_OK;
+}
+
+static int source_absorbed(void *ctx, int l, qtensor *wk_t, qtensor *wv) { return kv_b_parts(ctx, l, wk_t, wv); }
+
+/* kv_b_proj [H*(dn+dv), rkv] in fp32, rebuilt from attn_k_b and attn_v_b (exports read it). */
+static int rebuild_kv_b(gguf_source *s, int l, qtensor *out) {
+    const dsc_config *c = &s->cfg;
+    int H = c->num_attention_heads, rkv = c->kv_lora_rank, dn = c->qk_nope_head_dim, dv = c->v_head_dim;
     qtensor kq, vq;
-    if (gguf_tensor_view(s->f, kt, 0, (int64_t)rkv * H, &kq) || gguf_tensor_view(s->f, vt, 0, (int64_t)dv * H, &vq))
-        return DSC_ERR;
+    if (kv_b_parts(s, l, &kq, &vq)) return DSC_ERR;
     float *kvb = own_floats(s, (size_t)H * (dn + dv) * rkv), *row = malloc(sizeof(float) * (size_t)(dn > rkv ? dn : rkv));
     if (!kvb || !row) {
         free(row);
@@ -640,6 +657,7 @@ void gguf_source_tensors(gguf_source *s, tensor_source *out) {
     out->find = source_find;
     out->ctx = s;
     out->what = gguf_path(s->f);
+    out->find_absorbed = source_absorbed;
 }
 
 /* Hands buffer p (dsc_alloc) to w, which frees it in iweights_free. */

@@ -309,6 +309,7 @@ void hfdir_source(hfdir *h, tensor_source *src) {
     src->find = source_find;
     src->ctx = h;
     src->what = h->path;
+    src->find_absorbed = NULL;
 }
 
 /* ---- the directory against its configuration ---- */

@@ -176,6 +176,8 @@ void qt_quantize(qt_type t, const float *src, int rows, int cols, void *dst, flo
         quantize_fp8(src, rows, cols, out, scale_inv);
         return;
     }
+    /* rows are independent: large matrices (whole checkpoints are converted) on all threads */
+#pragma omp parallel for schedule(static) if ((size_t)rows * cols > (1u << 18))
     for (int r = 0; r < rows; r++) {
         const float *x = src + (size_t)r * cols;
         uint8_t *d = out + (size_t)r * rb;
