@@ -6,6 +6,7 @@
 
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "io/gguf.h"
 #include "io/hfdir.h"
 
 static void human(char *buf, size_t n, double x) {
@@ -18,11 +19,32 @@ static void human(char *buf, size_t n, double x) {
     snprintf(buf, n, "%.2f%s", x, unit[u]);
 }
 
+/* Every tensor the model reads present, supported and shaped (the inference weights are built over
+ * the mapped file); closes gs. */
+static int gguf_weights_report(gguf_source *gs) {
+    const gguf_file *f = gguf_source_file(gs);
+    tensor_source src;
+    iweights w;
+    gguf_source_tensors(gs, &src);
+    if (iweights_build(&w, gguf_source_config(gs), &src, false)) {
+        fprintf(stderr, "dsc info: %s\n", dsc_last_error());
+        gguf_source_close(gs);
+        return 1;
+    }
+    double bytes = 0;
+    for (int i = 0; i < gguf_tensor_count(f); i++) bytes += (double)gguf_tensor_at(f, i)->nbytes;
+    printf("weights: GGUF v%u, %d tensors, %.2f GB; every tensor the model reads is present and shaped\n",
+           gguf_version(f), gguf_tensor_count(f), bytes / 1e9);
+    iweights_free(&w);
+    gguf_source_close(gs);
+    return 0;
+}
+
 int cmd_info(int argc, char **argv) {
     arg_option opts[] = {
         {"preset", true, "a named preset: tiny, small, deepseek-v3, deepseek-v3.2, deepseek-v2-lite", NULL},
         {"config", true, "a Hugging Face style config.json", NULL},
-        {"model", true, "a model directory (reads DIR/config.json)", NULL},
+        {"model", true, "a model directory (reads DIR/config.json) or a .gguf file", NULL},
         {"context", true, "context length for the attention FLOPs (default 4096)", NULL},
         {NULL, false, NULL, NULL}};
     int rc = args_parse(argc, argv, opts, "usage: dsc info (--preset NAME | --config FILE | --model DIR)");
@@ -37,15 +59,20 @@ int cmd_info(int argc, char **argv) {
     dsc_config cfg;
     char path[4096];
     const char *source = preset ? preset : cfile ? cfile : dir;
+    size_t dl = dir ? strlen(dir) : 0;
+    gguf_source *gs = NULL;
     if (preset) rc = dsc_config_preset(preset, &cfg);
     else if (cfile) rc = dsc_config_load(cfile, &cfg);
-    else {
+    else if (dl > 5 && !strcmp(dir + dl - 5, ".gguf")) {
+        if (!(rc = gguf_source_open(dir, &gs))) cfg = *gguf_source_config(gs);
+    } else {
         snprintf(path, sizeof path, "%s/config.json", dir);
         rc = dsc_config_load(path, &cfg);
     }
     dsc_config_stats s;
     if (rc || dsc_config_stats_compute(&cfg, &s)) {
         fprintf(stderr, "dsc info: %s\n", dsc_last_error());
+        gguf_source_close(gs);
         return 1;
     }
     char a[32], b[32], e[32], f[32];
@@ -75,6 +102,7 @@ int cmd_info(int argc, char **argv) {
     printf("KV cache per token (bf16): %.0f bytes latent (MLA) vs %.0f bytes for MHA of the same dims (%.1fx less)\n",
            s.kv_cache_bytes_per_token, s.mha_kv_cache_bytes_per_token,
            s.mha_kv_cache_bytes_per_token / s.kv_cache_bytes_per_token);
+    if (gs) return gguf_weights_report(gs);
     if (dir && hfdir_has_weights(dir)) { /* every tensor the model reads: present, supported, shaped */
         hfdir *h = NULL;
         hfdir_report r;

@@ -40,8 +40,10 @@ struct engine {
     float *z, *wts;              /* router [R, E], [R, K] */
     int32_t *idx;                /* [R, K] */
     float *xg, *h1, *h3, *act, *fo; /* expert / dense FFN buffers */
-    int32_t *grow;               /* [R] rows routed to one expert, gathered */
-    float *gw;                   /* their weights */
+    int32_t *grow;               /* [R*K] the rows routed to the experts, gathered expert by expert */
+    float *gw;                   /* their routing weights */
+    int *first, *count;          /* [E] where each expert's rows start in grow, and how many */
+    qt_job *jobs;                /* [2E+4] the products of one MoE pass (qt_matmul_batch) */
 };
 
 static float *zalloc(size_t floats, int *fail) {
@@ -93,6 +95,9 @@ void engine_free(engine *e) {
     free(e->row_pos);
     free(e->row_tok);
     free(e->grow);
+    free(e->first);
+    free(e->count);
+    free(e->jobs);
     free(e->idx);
     free(e->allow);
     float *bufs[] = {e->kv, e->pe, e->ik, e->xa, e->xb, e->u, e->an, e->y, e->hn, e->mhc_mem, e->mhc_scratch,
@@ -129,7 +134,7 @@ dsc_status engine_create(iweights *w, const engine_options *o, engine **out) {
     e->row_seq = malloc(sizeof(int) * R);
     e->row_pos = malloc(sizeof(int) * R);
     e->row_tok = malloc(sizeof(int32_t) * R);
-    e->grow = malloc(sizeof(int32_t) * R);
+    e->grow = malloc(sizeof(int32_t) * (size_t)R * (K > 0 ? K : 1));
     e->idx = malloc(sizeof(int32_t) * (size_t)R * (K > 0 ? K : 1));
     e->allow = malloc((size_t)R * o->max_ctx);
     if (!e->seq_len || !e->row_seq || !e->row_pos || !e->row_tok || !e->grow || !e->idx || !e->allow) fail = 1;
@@ -167,12 +172,19 @@ dsc_status engine_create(iweights *w, const engine_options *o, engine **out) {
     if (I < 2 * d) I = 2 * d; /* act also holds the MTP concatenation [R, 2d] */
     e->z = zalloc((size_t)R * (E > 0 ? E : 1), &fail);
     e->wts = zalloc((size_t)R * (K > 0 ? K : 1), &fail);
-    e->xg = zalloc((size_t)R * d, &fail);
-    e->h1 = zalloc((size_t)R * I, &fail);
-    e->h3 = zalloc((size_t)R * I, &fail);
-    e->act = zalloc((size_t)R * I, &fail);
-    e->fo = zalloc((size_t)R * d, &fail);
-    e->gw = zalloc((size_t)R, &fail);
+    /* MoE: the R*K routed rows and the R shared rows side by side (feed_forward) */
+    size_t moe_h = (size_t)R * K * c->moe_intermediate_size + (size_t)R * c->moe_intermediate_size * c->n_shared_experts;
+    size_t hsz = (size_t)R * I > moe_h ? (size_t)R * I : moe_h;
+    e->xg = zalloc((size_t)R * (K > 0 ? K : 1) * d, &fail);
+    e->h1 = zalloc(hsz, &fail);
+    e->h3 = zalloc(hsz, &fail);
+    e->act = zalloc(hsz, &fail);
+    e->fo = zalloc((size_t)R * (K > 0 ? K : 1) * d, &fail);
+    e->gw = zalloc((size_t)R * (K > 0 ? K : 1), &fail);
+    e->first = calloc((size_t)(E > 0 ? E : 1), sizeof(int));
+    e->count = calloc((size_t)(E > 0 ? E : 1), sizeof(int));
+    e->jobs = calloc((size_t)2 * (E > 0 ? E : 1) + 4, sizeof(qt_job));
+    if (!e->first || !e->count || !e->jobs) fail = 1;
     if (fail) {
         engine_free(e);
         return dsc_set_error("engine: out of memory (KV cache for %d sequences x %d tokens: %.2f GiB)", o->max_seqs,
@@ -295,16 +307,15 @@ static void attention(engine *e, int l, const iattn *a, int R, float *out) {
     int H = c->num_attention_heads, rq = c->q_lora_rank, rkv = c->kv_lora_rank, dr = c->qk_rope_head_dim;
     int dn = c->qk_nope_head_dim, dqk = dn + dr, C = e->opt.max_ctx;
     float scale = mla_softmax_scale(c);
-    /* queries */
+    /* queries (low-rank: down-projection, norm, up-projection), and the new tokens' latent and
+     * rope key, which go into the cache; the projections of the same input in one pass */
+    qt_job proj[2] = {{e->kva, e->an, &a->wkv_a, R, false},
+                      {rq > 0 ? e->cq : e->q, e->an, rq > 0 ? &a->wq_a : &a->wq_b, R, false}};
+    qt_matmul_batch(proj, 2);
     if (rq > 0) {
-        qt_matmul(e->cq, e->an, &a->wq_a, R, false);
         rmsnorm_forward(e->cq, NULL, e->cq, a->q_norm, R, rq, c->rms_norm_eps);
         qt_matmul(e->q, e->cq, &a->wq_b, R, false);
-    } else {
-        qt_matmul(e->q, e->an, &a->wq_b, R, false);
     }
-    /* the new tokens' latent and rope key go into the cache */
-    qt_matmul(e->kva, e->an, &a->wkv_a, R, false);
     for (int r = 0; r < R; r++) {
         int s = e->row_seq[r], pos = e->row_pos[r];
         size_t slot = ((size_t)s * e->ncache + l) * C + pos;
@@ -374,13 +385,15 @@ static void feed_forward(engine *e, const iblock *b, int R, float *out) {
         swiglu_rows(e, &b->mlp, e->an, R, out, false);
         return;
     }
-    int E = c->n_routed_experts, K = c->num_experts_per_tok;
+    int E = c->n_routed_experts, K = c->num_experts_per_tok, Ie = c->moe_intermediate_size;
+    int Is = b->shared.w1.rows;
     qt_matmul(e->z, e->an, &b->gate, R, false);
     moe_route_logits(c, b->gate_bias, e->z, R, e->idx, e->wts);
-    if (b->shared.w1.rows > 0) swiglu_rows(e, &b->shared, e->an, R, out, false);
-    else memset(out, 0, sizeof(float) * (size_t)R * d);
+    /* the rows routed to each expert, gathered expert after expert: expert x owns rows
+     * [first[x], first[x] + count[x]) of xg, h1, h3, act and fo */
+    int n = 0;
     for (int x = 0; x < E; x++) {
-        int n = 0;
+        e->first[x] = n;
         for (int r = 0; r < R; r++)
             for (int k = 0; k < K; k++)
                 if (e->idx[(size_t)r * K + k] == x) {
@@ -389,12 +402,39 @@ static void feed_forward(engine *e, const iblock *b, int R, float *out) {
                     memcpy(e->xg + (size_t)n * d, e->an + (size_t)r * d, sizeof(float) * d);
                     n++;
                 }
-        if (n == 0) continue; /* this expert's weights are not touched */
-        swiglu_rows(e, &b->experts[x], e->xg, n, e->fo, false);
-        for (int i = 0; i < n; i++) {
-            float *o = out + (size_t)e->grow[i] * d, *f = e->fo + (size_t)i * d, wgt = e->gw[i];
-            for (int j = 0; j < d; j++) o[j] += wgt * f[j];
+        e->count[x] = n - e->first[x];
+    }
+    /* gate and up of the shared experts and of every selected expert in one pass, then down:
+     * only the selected experts' weights are read, and the threads stream through all of them
+     * without a join between two experts. The shared experts' rows follow the routed ones. */
+    float *sh1 = e->h1 + (size_t)n * Ie, *sh3 = e->h3 + (size_t)n * Ie, *sha = e->act + (size_t)n * Ie;
+    int nj = 0;
+    if (Is > 0) {
+        e->jobs[nj++] = (qt_job){sh1, e->an, &b->shared.w1, R, false};
+        e->jobs[nj++] = (qt_job){sh3, e->an, &b->shared.w3, R, false};
+    }
+    for (int x = 0; x < E; x++)
+        if (e->count[x]) {
+            const iffn *f = &b->experts[x];
+            size_t o = (size_t)e->first[x];
+            e->jobs[nj++] = (qt_job){e->h1 + o * Ie, e->xg + o * d, &f->w1, e->count[x], false};
+            e->jobs[nj++] = (qt_job){e->h3 + o * Ie, e->xg + o * d, &f->w3, e->count[x], false};
         }
+    qt_matmul_batch(e->jobs, nj);
+    swiglu_forward(e->act, e->h1, e->h3, (long)n * Ie);
+    if (Is > 0) swiglu_forward(sha, sh1, sh3, (long)R * Is);
+    nj = 0;
+    if (Is > 0) e->jobs[nj++] = (qt_job){out, sha, &b->shared.w2, R, false};
+    else memset(out, 0, sizeof(float) * (size_t)R * d);
+    for (int x = 0; x < E; x++)
+        if (e->count[x]) {
+            size_t o = (size_t)e->first[x];
+            e->jobs[nj++] = (qt_job){e->fo + o * d, e->act + o * Ie, &b->experts[x].w2, e->count[x], false};
+        }
+    qt_matmul_batch(e->jobs, nj);
+    for (int i = 0; i < n; i++) {
+        float *o = out + (size_t)e->grow[i] * d, *f = e->fo + (size_t)i * d, wgt = e->gw[i];
+        for (int j = 0; j < d; j++) o[j] += wgt * f[j];
     }
 }
 

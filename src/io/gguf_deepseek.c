@@ -482,6 +482,12 @@ int export_gguf(const char *model_dir, const char *out_path, const char *type) {
         return dsc_set_error("--type: expected f32, f16, bf16, q8_0 or q4_0, found '%s'", type);
     hfdir *h;
     if (hfdir_open(model_dir, &h)) return DSC_ERR;
+    char why[160];
+    const char *r = refusal(hfdir_config(h), why, sizeof why);
+    if (r) {
+        hfdir_close(h);
+        return dsc_set_error("%s: llama.cpp cannot run this model: %s", out_path, r);
+    }
     char tpath[4200];
     snprintf(tpath, sizeof tpath, "%s/tokenizer.json", model_dir);
     dsc_tokenizer *tok = NULL;

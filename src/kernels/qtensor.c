@@ -316,6 +316,14 @@ static void decode_rows(const qt_impl *im, const qt_mm *m, int r0, int r1) {
         matmul_fallback(im, m, r0, r1);
 }
 
+/* Decode tasks of 16..128 rows (a power of two, so none crosses a 128-row FP8 block), several
+ * a thread: a thread that is preempted holds up one small task while the other takes the rest. */
+static int task_rows(int rows, int nt) {
+    int tr = QT_FP8_BLOCK;
+    while (tr > 16 && (rows + tr - 1) / tr < 4 * nt) tr /= 2;
+    return tr;
+}
+
 static void run_decode(const qt_impl *im, qt_mm *m, int nt) {
     const int rows = m->W->rows;
     size_t pb = im->prepare_bytes ? im->prepare_bytes(m->W, m->N) : 0;
@@ -328,10 +336,7 @@ static void run_decode(const qt_impl *im, qt_mm *m, int nt) {
         im->prepare(m, buf);
         m->xq = buf;
     }
-    /* tasks of 16..128 rows (a power of two, so none crosses a 128-row FP8 block), several a
-     * thread: a thread that is preempted holds up one small task while the other takes the rest */
-    int tr = QT_FP8_BLOCK;
-    while (tr > 16 && (rows + tr - 1) / tr < 4 * nt) tr /= 2;
+    const int tr = task_rows(rows, nt);
     const int tasks = (rows + tr - 1) / tr;
     if (nt <= 1 || tasks <= 1) {
         for (int t = 0; t < tasks; t++) decode_rows(im, m, t * tr, imin(rows, (t + 1) * tr));
@@ -410,10 +415,64 @@ void qt_matmul(float *y, const float *x, const qtensor *W, int N, bool accumulat
     qt_mm m = {W, x, y, N, accumulate, NULL};
     int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
     if ((double)rows * cols < PARALLEL_MIN_WEIGHTS) nt = 1;
-    static int dmax = -1;
-    if (dmax < 0) dmax = getenv("QT_DMAX") ? atoi(getenv("QT_DMAX")) : QT_DECODE_MAX_N;
-    if (N <= dmax)
+    if (N <= QT_DECODE_MAX_N)
         run_decode(im, &m, nt);
     else
         run_prefill(im, &m, nt);
+}
+
+/* ---- several products at once ------------------------------------------------------------------ */
+
+#define BATCH_MAX_TASKS 4096
+#define BATCH_MAX_JOBS 256
+
+void qt_matmul_batch(const qt_job *jobs, int n) {
+    const qt_impl *im = impl_for(dsc_kernels_isa());
+    int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
+    /* the decode-sized products are prepared here and share one parallel pass; others run alone */
+    size_t pb_total = 0, off[BATCH_MAX_JOBS];
+    int dec[BATCH_MAX_JOBS], nd = 0;
+    for (int j = 0; j < n; j++) {
+        const qt_job *b = &jobs[j];
+        bool decode = b->N > 0 && b->N <= QT_DECODE_MAX_N && b->W->rows > 0 && qt_row_bytes(b->W->type, b->W->cols) &&
+                      !(b->W->type == QT_F32 && b->N > QT_DECODE_MAX_N);
+        if (!decode || nd == BATCH_MAX_JOBS || nt <= 1) {
+            qt_matmul(b->y, b->x, b->W, b->N, b->accumulate);
+            continue;
+        }
+        off[nd] = pb_total;
+        pb_total += im->prepare_bytes ? (im->prepare_bytes(b->W, b->N) + 63) & ~(size_t)63 : 0;
+        dec[nd++] = j;
+    }
+    if (nd == 0) return;
+    unsigned char *pbuf = pb_total ? thread_scratch(0, pb_total) : NULL;
+    qt_mm mm[BATCH_MAX_JOBS];
+    struct { int16_t job; int r0, r1; } task[BATCH_MAX_TASKS];
+    int ntask = 0, deferred[BATCH_MAX_JOBS], ndef = 0;
+    for (int k = 0; k < nd; k++) {
+        const qt_job *b = &jobs[dec[k]];
+        mm[k] = (qt_mm){b->W, b->x, b->y, b->N, b->accumulate, NULL};
+        size_t pb = im->prepare_bytes ? im->prepare_bytes(b->W, b->N) : 0;
+        if (pb && !pbuf) { /* no memory for the prepared activations: the single path copes */
+            deferred[ndef++] = dec[k];
+            continue;
+        }
+        if (pb) {
+            im->prepare(&mm[k], pbuf + off[k]);
+            mm[k].xq = pbuf + off[k];
+        }
+        const int rows = b->W->rows, tr = task_rows(rows, nt);
+        if (ntask + (rows + tr - 1) / tr > BATCH_MAX_TASKS) { /* rare (huge batches): after the pass */
+            deferred[ndef++] = dec[k];
+            continue;
+        }
+        for (int r = 0; r < rows; r += tr) task[ntask++] = (typeof(task[0])){(int16_t)k, r, imin(rows, r + tr)};
+    }
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
+    for (int t = 0; t < ntask; t++) decode_rows(im, &mm[task[t].job], task[t].r0, task[t].r1);
+    /* these prepare their activations in the buffer the pass used: only now */
+    for (int k = 0; k < ndef; k++) {
+        const qt_job *b = &jobs[deferred[k]];
+        qt_matmul(b->y, b->x, b->W, b->N, b->accumulate);
+    }
 }

@@ -39,6 +39,18 @@ int qt_parse(const char *name);
 /* y[N, rows] = x[N, cols] · Wᵀ (accumulate: y +=). Multithreaded outside parallel regions; the
  * weights are streamed once for all N rows of x (batched decode reads each weight once). */
 void qt_matmul(float *y, const float *x, const qtensor *W, int N, bool accumulate);
+/* Several independent products (outputs must not overlap) in one parallel pass: the threads take
+ * row tasks of all of them from one queue, so small matrices (MoE experts at decode, the
+ * projections that share an input) cost one fork and join between them, not one each, and the
+ * weight stream never stops. Products too large for decode (N > 16) run one after another. */
+typedef struct {
+    float *y;
+    const float *x;
+    const qtensor *W;
+    int N;
+    bool accumulate;
+} qt_job;
+void qt_matmul_batch(const qt_job *jobs, int n);
 /* Row r of W as fp32 (embedding lookups). */
 void qt_dequant_row(float *out, const qtensor *W, int r);
 
