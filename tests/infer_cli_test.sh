@@ -67,6 +67,9 @@ n=$(ids "$tmp/plain-q8_0.gguf" 5,6,7 8 | tr ',' '\n' | grep -c .)
 "$dsc" generate --model "$tmp/plain" --prompt "the model" --max-tokens 12 --temperature 0.9 --seed 7 >"$tmp/a" 2>/dev/null
 "$dsc" generate --model "$tmp/plain" --prompt "the model" --max-tokens 12 --temperature 0.9 --seed 7 >"$tmp/b" 2>/dev/null
 [ -s "$tmp/a" ] && cmp -s "$tmp/a" "$tmp/b" && pass || fail "sampling with a seed is reproducible"
+printf 'hello there\n/reset\nwhat is 2+2?\n' | timeout 60 "$dsc" chat --model "$tmp/plain" --max-tokens 6 >"$tmp/chat" 2>&1
+[ $? -eq 0 ] && grep -q "conversation reset" "$tmp/chat" && [ "$(grep -c '^> ' "$tmp/chat")" -ge 3 ] && pass \
+  || fail "chat over a pipe: $(cat "$tmp/chat")"
 
 # bad input
 expect_fail 1 "no-such" -- "$dsc" generate --model "$tmp/no-such" --tokens 1 --max-tokens 2

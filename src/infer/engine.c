@@ -372,8 +372,8 @@ static void attention(engine *e, int l, const iattn *a, int R, float *out) {
 
 static void swiglu_rows(engine *e, const iffn *f, const float *x, int N, float *out, bool accumulate) {
     int I = f->w1.rows;
-    qt_matmul(e->h1, x, &f->w1, N, false);
-    qt_matmul(e->h3, x, &f->w3, N, false);
+    qt_job gate_up[2] = {{e->h1, x, &f->w1, N, false}, {e->h3, x, &f->w3, N, false}};
+    qt_matmul_batch(gate_up, 2);
     swiglu_forward(e->act, e->h1, e->h3, (long)N * I);
     qt_matmul(out, e->act, &f->w2, N, accumulate);
 }
