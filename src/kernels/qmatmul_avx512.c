@@ -524,6 +524,44 @@ static ALWAYS_INLINE void q_row(const qt_type T, const int NBN, const qt_mm *m, 
     }
 }
 
+/* N == 1, whole rows: four rows of W at once (four independent accumulator chains, one horizontal
+ * reduction for the four), the common decode case. */
+static ALWAYS_INLINE void q_rows4(const qt_type T, const qt_mm *m, const perm_tables *pt, int r) {
+    const qtensor *W = m->W;
+    const int nblocks = W->cols / QT_QK, G = groups_of(W->cols);
+    const size_t gbytes = 4 * (size_t)(T == QT_Q4_0 ? QT_Q4_0_BYTES : QT_Q8_0_BYTES);
+    const size_t rb = qt_row_bytes(W->type, W->cols);
+    const uint8_t *row = qt_row(W, r);
+    const xgroup *xg = (const xgroup *)m->xq;
+    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+    for (int g = 0; g < G; g++, xg++) {
+        const int nb = nblocks - 4 * g < 4 ? nblocks - 4 * g : 4;
+        const __m512i xlo = _mm512_loadu_si512(xg->lo), xhi = _mm512_loadu_si512(xg->hi);
+        const __m512i corr = _mm512_loadu_si512(xg->corr);
+        const __m512 dx = _mm512_loadu_ps(xg->dx);
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; i++) {
+            const uint8_t *p = row + (size_t)i * rb + (size_t)g * gbytes;
+            /* the four rows are one stream 4 rb wide: fetch the same place of the next four */
+            const char *ahead = (const char *)p + 4 * rb;
+            _mm_prefetch(ahead, _MM_HINT_T0);
+            _mm_prefetch(ahead + 64, _MM_HINT_T0);
+            if (T == QT_Q8_0) _mm_prefetch(ahead + 128, _MM_HINT_T0);
+            __m512i lo, hi;
+            __m512 dw;
+            load_group(T, p, nb, pt, &lo, &hi, &dw);
+            __m512i s = _mm512_dpbusd_epi32(corr, lo, xlo);
+            s = _mm512_dpbusd_epi32(s, hi, xhi);
+            acc[i] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(s), dx), dw, acc[i]);
+        }
+    }
+    for (int i = 0; i < 4; i++) {
+        float *y = m->y + r + i;
+        const float v = _mm512_reduce_add_ps(acc[i]);
+        *y = m->accumulate ? *y + v : v;
+    }
+}
+
 #define QROW_CASE(NBN_)                                                                                 \
     case NBN_:                                                                                          \
         if (T == QT_Q4_0)                                                                               \
@@ -572,6 +610,15 @@ static void decode_q_vnni(const qt_mm *m, int r0, int r1) {
     int cg = Q_L1_BYTES / (int)(sizeof(xgroup) * (size_t)N);
     cg = cg < 1 ? 1 : cg > G ? G : cg;
     __m512 accbuf[Q_ROWS * 128];
+    if (N == 1 && cg == G) { /* whole rows, four at a time */
+        int r = r0;
+        for (; r + 4 <= r1; r += 4) {
+            if (m->W->type == QT_Q4_0) q_rows4(QT_Q4_0, m, &pt, r);
+            else q_rows4(QT_Q8_0, m, &pt, r);
+        }
+        for (; r < r1; r++) q_row_any(m->W->type, 1, m, &pt, r, 0, 0, G, accbuf);
+        return;
+    }
     for (int rb = r0; rb < r1; rb += Q_ROWS) {
         const int re = r1 - rb < Q_ROWS ? r1 : rb + Q_ROWS;
         for (int g0 = 0; g0 < G; g0 += cg) {
