@@ -434,8 +434,7 @@ void qt_matmul_batch(const qt_job *jobs, int n) {
     int dec[BATCH_MAX_JOBS], nd = 0;
     for (int j = 0; j < n; j++) {
         const qt_job *b = &jobs[j];
-        bool decode = b->N > 0 && b->N <= QT_DECODE_MAX_N && b->W->rows > 0 && qt_row_bytes(b->W->type, b->W->cols) &&
-                      !(b->W->type == QT_F32 && b->N > QT_DECODE_MAX_N);
+        bool decode = b->N > 0 && b->N <= QT_DECODE_MAX_N && b->W->rows > 0 && qt_row_bytes(b->W->type, b->W->cols);
         if (!decode || nd == BATCH_MAX_JOBS || nt <= 1) {
             qt_matmul(b->y, b->x, b->W, b->N, b->accumulate);
             continue;
@@ -447,7 +446,11 @@ void qt_matmul_batch(const qt_job *jobs, int n) {
     if (nd == 0) return;
     unsigned char *pbuf = pb_total ? thread_scratch(0, pb_total) : NULL;
     qt_mm mm[BATCH_MAX_JOBS];
-    struct { int16_t job; int r0, r1; } task[BATCH_MAX_TASKS];
+    typedef struct {
+        int16_t job;
+        int r0, r1;
+    } batch_task;
+    batch_task task[BATCH_MAX_TASKS];
     int ntask = 0, deferred[BATCH_MAX_JOBS], ndef = 0;
     for (int k = 0; k < nd; k++) {
         const qt_job *b = &jobs[dec[k]];
@@ -466,7 +469,7 @@ void qt_matmul_batch(const qt_job *jobs, int n) {
             deferred[ndef++] = dec[k];
             continue;
         }
-        for (int r = 0; r < rows; r += tr) task[ntask++] = (typeof(task[0])){(int16_t)k, r, imin(rows, r + tr)};
+        for (int r = 0; r < rows; r += tr) task[ntask++] = (batch_task){(int16_t)k, r, imin(rows, r + tr)};
     }
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
     for (int t = 0; t < ntask; t++) decode_rows(im, &mm[task[t].job], task[t].r0, task[t].r1);
