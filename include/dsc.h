@@ -147,6 +147,24 @@ void dsc_model_scale_grads(dsc_model *m, float s);
  * no balance term, no gradient, no expert-load counting). For validation. */
 dsc_status dsc_model_loss(dsc_model *m, const int32_t *tokens, const int32_t *targets, int B, int T,
                           dsc_losses *out);
+/* Per-token log-probabilities of the targets under the main model sampled at a temperature
+ * (softmax(logits / temperature); 1: the model itself) (forward only, no MTP, no expert-load
+ * counting): logp [B*T] (0 where the target is -1); entropy (may be NULL) of each position's
+ * next-token distribution. For a policy's old and reference log-probabilities. */
+dsc_status dsc_model_logprobs(dsc_model *m, const int32_t *tokens, const int32_t *targets, int B, int T,
+                              float temperature, float *logp, float *entropy);
+/* A loss of per-token log-probabilities: returns the loss and writes ∂loss/∂logp[i] into dlogp
+ * [N] (zeroed before the call; rows with target -1 are ignored). */
+typedef double (*dsc_logprob_loss_fn)(void *user, const float *logp, int N, float *dlogp);
+/* The policy-gradient training pass (Tinker's forward_backward with a custom loss): the main model
+ * computes logp of every target, loss_fn turns them into a loss and its gradient, which is
+ * backpropagated and ADDED to the gradients (the sequence-wise balance term included, though not
+ * in *loss; MTP modules are not run). temperature: the policy is softmax(logits / temperature),
+ * the distribution rollouts sampled from. logp_out and entropy (may be NULL) receive [B*T] values;
+ * loss (may be NULL) loss_fn's value. Expert loads are counted as in dsc_model_forward_backward. */
+dsc_status dsc_model_forward_backward_logprob(dsc_model *m, const int32_t *tokens, const int32_t *targets, int B,
+                                              int T, float temperature, dsc_logprob_loss_fn loss_fn, void *user,
+                                              float *logp_out, float *entropy, double *loss);
 /* Tokens routed to each expert since the last bias update: out [(L + D) * E], block-major
  * (rows of dense blocks are 0). Returns E (0 for a model without MoE). */
 int dsc_model_expert_loads(const dsc_model *m, int64_t *out);

@@ -68,6 +68,23 @@ bool args_int(const arg_option *opts, const char *name, long long def, long long
     return true;
 }
 
+bool args_float(const arg_option *opts, const char *name, double def, double lo, double hi, double *out) {
+    const char *v = args_get(opts, name);
+    if (!v) {
+        *out = def;
+        return true;
+    }
+    char *end;
+    errno = 0;
+    double x = strtod(v, &end);
+    if (errno || end == v || *end || !(x >= lo && x <= hi)) {
+        fprintf(stderr, "dsc: option --%s: expected a number in [%g, %g], found '%s'\n", name, lo, hi, v);
+        return false;
+    }
+    *out = x;
+    return true;
+}
+
 bool args_int_list(const char *text, int32_t **out, int *n, const char *what) {
     *out = NULL;
     *n = 0;

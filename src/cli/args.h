@@ -19,6 +19,8 @@ int args_parse(int argc, char **argv, arg_option *opts, const char *usage);
 const char *args_get(const arg_option *opts, const char *name);
 /* Parses an integer option (default if absent). Returns false with a message on bad input. */
 bool args_int(const arg_option *opts, const char *name, long long def, long long lo, long long hi, long long *out);
+/* Parses a real-valued option in [lo, hi] (default if absent). Returns false with a message. */
+bool args_float(const arg_option *opts, const char *name, double def, double lo, double hi, double *out);
 /* Parses "0,17,42" into a malloc'ed array. Returns false with a message on bad input. */
 bool args_int_list(const char *text, int32_t **out, int *n, const char *what);
 

@@ -9,6 +9,7 @@
 
 #include "base/fileio.h"
 #include "cli/args.h"
+#include "cli/synthopts.h"
 #include "cli/commands.h"
 #include "data/data.h"
 #include "data/prepare.h"
@@ -178,7 +179,7 @@ static int data_synth(int argc, char **argv) {
                          {"seed", true, "seed of the stream (default 1; held-out default: the standard set)", NULL},
                          {"start", true, "index of the first problem (default 0)", NULL},
                          {"held-out", false, "the held-out problems (disjoint from every training stream)", NULL},
-                         {"max-digits", true, "arithmetic operands have 1..D digits (default 6, at most 18)", NULL},
+                         SYNTH_OPTIONS,
                          {"jsonl", true, "output file ('-': stdout): one {prompt, answer, checker, reasoning} a line", NULL},
                          {"render", false, "write the rendered chat documents instead (form-feed separated)", NULL},
                          {NULL, false, NULL, NULL}};
@@ -187,7 +188,7 @@ static int data_synth(int argc, char **argv) {
     if (rc) return rc == 2 ? 0 : 2;
     const char *task_name = args_get(opts, "task"), *out = args_get(opts, "jsonl");
     bool held = args_get(opts, "held-out") != NULL, render = args_get(opts, "render") != NULL;
-    long long n, seed, start, digits;
+    long long n, seed, start;
     dsc_task task;
     if (!task_name || !out) {
         fprintf(stderr, "dsc data synth: --task and --jsonl are required\n");
@@ -199,11 +200,11 @@ static int data_synth(int argc, char **argv) {
     }
     if (!args_int(opts, "n", 10, 0, 100000000, &n) ||
         !args_int(opts, "seed", held ? (long long)DSC_SYNTH_HELDOUT_SEED : 1, 0, INT64_MAX, &seed) ||
-        !args_int(opts, "start", 0, 0, INT64_MAX, &start) || !args_int(opts, "max-digits", 6, 1, 18, &digits))
+        !args_int(opts, "start", 0, 0, INT64_MAX, &start))
         return 2;
     dsc_synth_options so;
     dsc_synth_default_options(&so);
-    so.max_digits = (int)digits;
+    if (!synth_options_parse(opts, &so)) return 2;
     bool to_stdout = !strcmp(out, "-");
     dsc_atomic_file af;
     if (!to_stdout && dsc_atomic_open(&af, out)) goto fail;

@@ -14,10 +14,7 @@
 
 /* A directory with config.json is the model; a run's checkpoint folder means its newest step. */
 static const char *resolve_source(const char *src, char *buf, size_t cap) {
-    char p[4200];
-    struct stat sb;
-    snprintf(p, sizeof p, "%s/config.json", src);
-    if (stat(p, &sb) == 0 || ckpt_latest(src, buf, cap) != DSC_OK) return src;
+    if (ckpt_resolve_model(src, buf, cap) != DSC_OK || !strcmp(buf, src)) return src;
     fprintf(stderr, "dsc: %s is a checkpoint folder: using its newest checkpoint %s\n", src, buf);
     return buf;
 }

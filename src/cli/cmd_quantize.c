@@ -37,10 +37,8 @@ int cmd_quantize(int argc, char **argv) {
         return 2;
     }
     /* a run's checkpoint folder (no config.json): its newest checkpoint */
-    char p[4200], resolved[4200], what[256];
-    struct stat sb;
-    snprintf(p, sizeof p, "%s/config.json", src);
-    if (stat(p, &sb) != 0 && ckpt_latest(src, resolved, sizeof resolved) == DSC_OK) {
+    char resolved[4200], what[256];
+    if (ckpt_resolve_model(src, resolved, sizeof resolved) == DSC_OK && strcmp(resolved, src)) {
         fprintf(stderr, "dsc quantize: %s is a checkpoint folder: using its newest checkpoint %s\n", src, resolved);
         src = resolved;
     }

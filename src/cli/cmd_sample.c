@@ -46,13 +46,8 @@ int cmd_sample(int argc, char **argv) {
 
     /* a checkpoint directory has config.json; otherwise take the newest checkpoint inside */
     char mdir[4096], tpath[4200];
-    snprintf(mdir, sizeof mdir, "%s/config.json", dir);
-    FILE *f = fopen(mdir, "r");
-    if (f) {
-        fclose(f);
-        snprintf(mdir, sizeof mdir, "%s", dir);
-    } else if (ckpt_latest(dir, mdir, sizeof mdir)) {
-        fprintf(stderr, "dsc sample: %s (and %s/config.json does not exist)\n", dsc_last_error(), dir);
+    if (ckpt_resolve_model(dir, mdir, sizeof mdir)) {
+        fprintf(stderr, "dsc sample: %s\n", dsc_last_error());
         return 1;
     }
     const char *tok_arg = args_get(opts, "tokenizer");

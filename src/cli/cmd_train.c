@@ -10,20 +10,8 @@
 
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/progress.h"
 #include "train/trainer.h"
-
-static volatile sig_atomic_t stop_requested = 0;
-static void on_sigint(int sig) {
-    (void)sig;
-    stop_requested = 1;
-}
-
-static void fmt_time(char *buf, size_t n, double s) {
-    if (!isfinite(s) || s < 0) s = 0;
-    long t = (long)(s + 0.5);
-    if (t >= 3600) snprintf(buf, n, "%ldh%02ldm", t / 3600, t / 60 % 60);
-    else snprintf(buf, n, "%ldm%02lds", t / 60, t % 60);
-}
 
 typedef struct {
     long log_every;
@@ -34,8 +22,8 @@ typedef struct {
 static void on_progress(const train_progress *p, void *user) {
     progress_ctx *ctx = user;
     char el[32], eta[32];
-    fmt_time(el, sizeof el, p->elapsed_s);
-    fmt_time(eta, sizeof eta, p->eta_s);
+    progress_fmt_time(el, sizeof el, p->elapsed_s);
+    progress_fmt_time(eta, sizeof eta, p->eta_s);
     if (p->is_eval) {
         ctx->last_val = p->val_loss;
         printf("step %6ld/%ld | val loss %.4f | expert load max/min %.2f (worst MoE block)\n", p->step, p->total_steps,
@@ -168,21 +156,17 @@ int cmd_train(int argc, char **argv) {
         return 1;
     }
 
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_sigint;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    volatile sig_atomic_t *stop = progress_catch_stop();
     train_summary s;
     printf("dsc train: %s model, data %s, %ld steps of %d x %d x %d tokens%s\n", cfile ? cfile : preset ? preset : "small",
            o.data_dir, o.steps, o.accum, o.batch, o.seq, o.resume ? " (resuming)" : "");
     fflush(stdout);
-    if (train_run(&o, on_progress, &ctx, &stop_requested, &s)) {
+    if (train_run(&o, on_progress, &ctx, stop, &s)) {
         fprintf(stderr, "dsc train: %s\n", dsc_last_error());
         return 1;
     }
     char el[32];
-    fmt_time(el, sizeof el, s.elapsed_s);
+    progress_fmt_time(el, sizeof el, s.elapsed_s);
     printf("%s after %ld steps (%.2fM tokens, %s): train loss %.4f, validation loss %.4f, unigram baseline %.4f\n",
            s.interrupted ? "stopped" : "done", s.steps_done, s.tokens / 1e6, el, s.final_loss, s.final_val_loss,
            s.unigram_loss);

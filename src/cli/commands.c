@@ -16,5 +16,8 @@ const dsc_command dsc_commands[] = {
     {"chat", cmd_chat},
     {"export", cmd_export},
     {"quantize", cmd_quantize},
+    {"grpo", cmd_grpo},
+    {"sft", cmd_sft},
+    {"eval", cmd_eval},
     {NULL, NULL},
 };

@@ -24,5 +24,8 @@ int cmd_generate(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
+int cmd_grpo(int argc, char **argv);
+int cmd_sft(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
 
 #endif

@@ -43,6 +43,9 @@ size_t engine_kv_bytes_per_token(const engine *e);
 int engine_seq_new(engine *e);
 void engine_seq_free(engine *e, int seq);
 int engine_seq_len(const engine *e, int seq);
+/* A new sequence whose cache is a copy of src's (a group of samples from one prompt prefills it
+ * once); -1 if src is not a sequence or no slot is free. */
+int engine_seq_fork(engine *e, int src);
 void engine_seq_truncate(engine *e, int seq, int len);
 
 /* Appends n tokens to a sequence (in chunks of max_rows). logits (may be NULL) receives the last

@@ -42,11 +42,8 @@ dsc_status infer_open(const char *path, const infer_options *o, infer_model **ou
         snprintf(im->tokenizer, sizeof im->tokenizer, "%.*s/tokenizer.json", dir_len, slash ? path : ".");
     } else {
         /* a training run's output directory: its newest checkpoint */
-        char ck[4096], cfg_path[4200];
-        snprintf(cfg_path, sizeof cfg_path, "%s/config.json", path);
-        FILE *f = fopen(cfg_path, "r");
-        if (f) fclose(f);
-        else if (ckpt_latest(path, ck, sizeof ck) == DSC_OK) path = ck;
+        char ck[4096];
+        if (ckpt_resolve_model(path, ck, sizeof ck) == DSC_OK) path = ck;
         if (hfdir_open(path, &im->dir)) goto fail;
         c = hfdir_config(im->dir);
         if (hfdir_iweights(im->dir, o->mtp && c->num_nextn_predict_layers > 0, &w)) goto fail;

@@ -29,6 +29,15 @@ int32_t sampler_pick(const float *logits, int V, const sampler_options *o, dsc_r
         c[v].id = v;
         z += c[v].p;
     }
+    if (o->top_k <= 0 && o->min_p <= 0 && (o->top_p <= 0 || o->top_p >= 1)) {
+        /* no filter: draw from the whole distribution without sorting it (RL rollouts) */
+        double u = dsc_rng_uniform(rng) * z, acc = 0;
+        for (int v = 0; v < V; v++) {
+            acc += c[v].p;
+            if (u < acc) return v;
+        }
+        return best;
+    }
     for (int v = 0; v < V; v++) c[v].p = (float)(c[v].p / z);
     qsort(c, (size_t)V, sizeof *c, by_prob_desc);
     int n = V;

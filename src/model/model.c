@@ -198,8 +198,6 @@ static int ensure_workspace(dsc_model *m, int B, int T) {
     }
     model_workspace *ws = m->ws;
     if (ws && ws->B == B && ws->T == T) return DSC_OK;
-    workspace_free(ws);
-    m->ws = NULL;
 
     int L = c->num_hidden_layers, D = c->num_nextn_predict_layers, n = cfg_streams(c);
     size_t N = (size_t)B * T, d = c->hidden_size, V = c->vocab_size;
@@ -214,20 +212,26 @@ static int ensure_workspace(dsc_model *m, int B, int T) {
     total += (size_t)D * (8 * Nd + 3 * Nr + 2 * S + 2 * Nr); /* mtp_acts */
     total += block_scratch_floats(c, B, T);
 
-    ws = calloc(1, sizeof *ws);
-    if (!ws) return dsc_set_error("out of memory");
+    /* A batch of another shape that fits re-lays the views over the same memory: SFT and RL
+     * batches change T every step, and a fresh allocation each time costs its page faults. */
+    if (!ws || ws->floats < total) {
+        workspace_free(ws);
+        m->ws = NULL;
+        ws = calloc(1, sizeof *ws);
+        if (!ws) return dsc_set_error("out of memory");
+        ws->floats = total;
+        ws->mem = dsc_alloc(total * sizeof(float));
+        ws->streams = calloc((size_t)L + 1, sizeof(float *));
+        ws->acts = calloc((size_t)(L + D), sizeof(block_acts));
+        ws->mtp = calloc((size_t)(D > 0 ? D : 1), sizeof(mtp_acts));
+        if (!ws->mem || !ws->streams || !ws->acts || !ws->mtp) {
+            workspace_free(ws);
+            return dsc_set_error("out of memory: activations for %d x %d tokens need %.2f GiB", B, T,
+                                 total * 4.0 / (1 << 30));
+        }
+    }
     ws->B = B;
     ws->T = T;
-    ws->floats = total;
-    ws->mem = dsc_alloc(total * sizeof(float));
-    ws->streams = calloc((size_t)L + 1, sizeof(float *));
-    ws->acts = calloc((size_t)(L + D), sizeof(block_acts));
-    ws->mtp = calloc((size_t)(D > 0 ? D : 1), sizeof(mtp_acts));
-    if (!ws->mem || !ws->streams || !ws->acts || !ws->mtp) {
-        workspace_free(ws);
-        return dsc_set_error("out of memory: activations for %d x %d tokens need %.2f GiB", B, T,
-                             total * 4.0 / (1 << 30));
-    }
     float *p = ws->mem;
 #define TAKE(ptr, cnt)                                                                                                 \
     do {                                                                                                               \
@@ -295,6 +299,16 @@ static void embed_backward(float *dE, const float *dh, const int32_t *tok, int N
     }
 }
 
+/* The checks every pass starts with (targets may be NULL), then the workspace for B x T. */
+static int begin_pass(dsc_model *m, const int32_t *tokens, const int32_t *targets, int B, int T) {
+    const dsc_config *c = &m->cfg;
+    if (B <= 0 || T <= 0) return dsc_set_error("expected at least one token, found B=%d T=%d", B, T);
+    if (check_tokens(c, tokens, B * T, "tokens", false) ||
+        (targets && check_tokens(c, targets, B * T, "targets", true)) || ensure_workspace(m, B, T))
+        return DSC_ERR;
+    return DSC_OK;
+}
+
 /* Main model up to the final normed hidden state ws->hn. */
 static void main_forward(dsc_model *m, const int32_t *tokens, int B, int T, bool count_loads, float *balance) {
     const dsc_config *c = &m->cfg;
@@ -315,10 +329,33 @@ static void main_forward(dsc_model *m, const int32_t *tokens, int B, int T, bool
     PROF_END(PROF_NORM);
 }
 
+/* Main model backward from ws->dhn (∂L/∂hn) to the embedding; gradients are added. */
+static void main_backward(dsc_model *m, const int32_t *tokens, int B, int T) {
+    const dsc_config *c = &m->cfg;
+    model_workspace *ws = m->ws;
+    int N = B * T, d = c->hidden_size, n = cfg_streams(c), L = c->num_hidden_layers;
+    size_t Nd = (size_t)N * d;
+    float *dh = ws->dvec;
+    memset(dh, 0, sizeof(float) * Nd);
+    rmsnorm_backward(dh, m->g.norm, ws->dhn, ws->h, m->w.norm, ws->hn_rstd, N, d);
+    float *dcur = ws->dstream_a, *dnext = ws->dstream_b;
+    memset(dcur, 0, sizeof(float) * Nd * n);
+    mhc_reduce_backward(dcur, dh, N, n, d);
+    for (int l = L - 1; l >= 0; l--) {
+        block_backward(c, l, &m->w.blocks[l], &m->g.blocks[l], &m->rope, &ws->acts[l], dnext, dcur, B, T,
+                       c->aux_loss_alpha, ws->scratch);
+        float *t = dcur;
+        dcur = dnext;
+        dnext = t;
+    }
+    memset(dh, 0, sizeof(float) * Nd);
+    mhc_expand_backward(dh, dcur, N, n, d);
+    embed_backward(m->g.embed, dh, tokens, N, d);
+}
+
 dsc_status dsc_model_logits(dsc_model *m, const int32_t *tokens, int B, int T, float *logits) {
     const dsc_config *c = &m->cfg;
-    if (B <= 0 || T <= 0) return dsc_set_error("expected at least one token, found B=%d T=%d", B, T);
-    if (check_tokens(c, tokens, B * T, "tokens", false) || ensure_workspace(m, B, T)) return DSC_ERR;
+    if (begin_pass(m, tokens, NULL, B, T)) return DSC_ERR;
     main_forward(m, tokens, B, T, false, NULL);
     dsc_linear_forward(logits, m->ws->hn, m->w.head, B * T, c->hidden_size, c->vocab_size, false);
     return DSC_OK;
@@ -328,10 +365,7 @@ dsc_status dsc_model_loss(dsc_model *m, const int32_t *tokens, const int32_t *ta
                           dsc_losses *out) {
     const dsc_config *c = &m->cfg;
     memset(out, 0, sizeof *out);
-    if (B <= 0 || T <= 0) return dsc_set_error("expected at least one token, found B=%d T=%d", B, T);
-    if (check_tokens(c, tokens, B * T, "tokens", false) || check_tokens(c, targets, B * T, "targets", true) ||
-        ensure_workspace(m, B, T))
-        return DSC_ERR;
+    if (begin_pass(m, tokens, targets, B, T)) return DSC_ERR;
     main_forward(m, tokens, B, T, false, NULL);
     float *logits = m->ws->logits;
     dsc_linear_forward(logits, m->ws->hn, m->w.head, B * T, c->hidden_size, c->vocab_size, false);
@@ -370,10 +404,7 @@ static double head_loss(dsc_model *m, const float *g, const int32_t *targets, in
 dsc_status dsc_model_forward_backward(dsc_model *m, const int32_t *tokens, const int32_t *targets, int B, int T,
                                       dsc_losses *out) {
     const dsc_config *c = &m->cfg;
-    if (B <= 0 || T <= 0) return dsc_set_error("expected at least one token, found B=%d T=%d", B, T);
-    if (check_tokens(c, tokens, B * T, "tokens", false) || check_tokens(c, targets, B * T, "targets", true) ||
-        ensure_workspace(m, B, T))
-        return DSC_ERR;
+    if (begin_pass(m, tokens, targets, B, T)) return DSC_ERR;
     model_workspace *ws = m->ws;
     int N = B * T, d = c->hidden_size, n = cfg_streams(c), L = c->num_hidden_layers, D = c->num_nextn_predict_layers;
     int E = c->n_routed_experts;
@@ -463,23 +494,47 @@ dsc_status dsc_model_forward_backward(dsc_model *m, const int32_t *tokens, const
         embed_backward(m->g.embed, de, a->in_tok, N, d);
     }
 
-    /* ---- main model, backward ---- */
-    float *dh = ws->dvec;
-    memset(dh, 0, sizeof(float) * Nd);
-    rmsnorm_backward(dh, m->g.norm, ws->dhn, ws->h, m->w.norm, ws->hn_rstd, N, d);
-    float *dcur = ws->dstream_a, *dnext = ws->dstream_b;
-    memset(dcur, 0, sizeof(float) * Nd * n);
-    mhc_reduce_backward(dcur, dh, N, n, d);
-    for (int l = L - 1; l >= 0; l--) {
-        block_backward(c, l, &m->w.blocks[l], &m->g.blocks[l], &m->rope, &ws->acts[l], dnext, dcur, B, T,
-                       c->aux_loss_alpha, ws->scratch);
-        float *t = dcur;
-        dcur = dnext;
-        dnext = t;
-    }
-    memset(dh, 0, sizeof(float) * Nd);
-    mhc_expand_backward(dh, dcur, N, n, d);
-    embed_backward(m->g.embed, dh, tokens, N, d);
+    main_backward(m, tokens, B, T);
+    return DSC_OK;
+}
+
+/* ----------------------------------------------------------------------------------------------
+ * Per-token log-probabilities (policy-gradient losses: GRPO)
+ * -------------------------------------------------------------------------------------------- */
+
+dsc_status dsc_model_logprobs(dsc_model *m, const int32_t *tokens, const int32_t *targets, int B, int T,
+                              float temperature, float *logp, float *entropy) {
+    const dsc_config *c = &m->cfg;
+    if (begin_pass(m, tokens, targets, B, T)) return DSC_ERR;
+    main_forward(m, tokens, B, T, false, NULL);
+    dsc_linear_forward(m->ws->logits, m->ws->hn, m->w.head, B * T, c->hidden_size, c->vocab_size, false);
+    logprob_forward(m->ws->logits, targets, B * T, c->vocab_size, temperature, logp, entropy);
+    return DSC_OK;
+}
+
+dsc_status dsc_model_forward_backward_logprob(dsc_model *m, const int32_t *tokens, const int32_t *targets, int B,
+                                              int T, float temperature, dsc_logprob_loss_fn loss_fn, void *user,
+                                              float *logp_out, float *entropy, double *loss) {
+    const dsc_config *c = &m->cfg;
+    if (begin_pass(m, tokens, targets, B, T)) return DSC_ERR;
+    model_workspace *ws = m->ws;
+    int N = B * T, d = c->hidden_size, V = c->vocab_size;
+    float *logp = malloc(sizeof(float) * (size_t)N * 2);
+    if (!logp) return dsc_set_error("out of memory (%d log-probabilities)", N);
+    float *dlogp = logp + N;
+    float balance = 0;
+    main_forward(m, tokens, B, T, true, &balance);
+    dsc_linear_forward(ws->logits, ws->hn, m->w.head, N, d, V, false);
+    logprob_forward(ws->logits, targets, N, V, temperature, logp, entropy);
+    memset(dlogp, 0, sizeof(float) * N);
+    double l = loss_fn(user, logp, N, dlogp);
+    if (loss) *loss = l;
+    if (logp_out) memcpy(logp_out, logp, sizeof(float) * N);
+    logprob_backward(ws->logits, targets, dlogp, N, V, temperature);
+    free(logp);
+    dsc_linear_backward_weight(m->g.head, ws->logits, ws->hn, N, d, V);
+    dsc_linear_backward_input(ws->dhn, ws->logits, m->w.head, N, d, V, false);
+    main_backward(m, tokens, B, T);
     return DSC_OK;
 }
 

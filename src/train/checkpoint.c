@@ -279,3 +279,17 @@ fail:
     }
     return DSC_ERR;
 }
+
+dsc_status ckpt_resolve_model(const char *dir, char *out, size_t cap) {
+    char p[4200];
+    snprintf(p, sizeof p, "%s/config.json", dir);
+    FILE *f = fopen(p, "r");
+    if (f) {
+        fclose(f);
+        snprintf(out, cap, "%s", dir);
+        return DSC_OK;
+    }
+    if (ckpt_latest(dir, out, cap))
+        return dsc_set_error("%s: not a model directory (no config.json) and no step-NNNNNNNN checkpoint in it", dir);
+    return DSC_OK;
+}

@@ -32,6 +32,9 @@ dsc_status ckpt_save(const char *root, const dsc_model *m, adamw *opt, const ckp
 /* Finds the newest complete checkpoint under root; writes its path. Error if none. */
 dsc_status ckpt_latest(const char *root, char *dir, size_t cap);
 
+/* A model directory holds config.json; any other directory is a training run: its newest
+ * checkpoint. Writes the directory to use into out; an error names dir when it is neither. */
+dsc_status ckpt_resolve_model(const char *dir, char *out, size_t cap);
 /* Loads a checkpoint directory: the model, the optimizer (created here) and the state.
  * *hparams_json receives a malloc'ed copy of the stored hyperparameters (or NULL). */
 dsc_status ckpt_load(const char *dir, dsc_model **m, adamw **opt, ckpt_state *st, char **hparams_json);

@@ -18,7 +18,7 @@
 #include "model/config.h"
 #include "train/adamw.h"
 #include "train/checkpoint.h"
-#include "train/plot.h"
+#include "train/runlog.h"
 #include "train/trainer.h"
 
 #define VAL_SEED 0x5eedull /* validation always reads the same windows */
@@ -53,12 +53,6 @@ dsc_status train_adopt_data_vocab(train_options *o) {
     return dsc_config_validate(&o->config);
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
-
 /* The hyperparameters that decide the token stream: a resumed run must use the same ones. */
 static char *hparams_json(const train_options *o) {
     json_t *h = json_pack("{s:i, s:i, s:i, s:I, s:f, s:f, s:I, s:s, s:f, s:f, s:f, s:f, s:f, s:I}", "batch", o->batch,
@@ -74,26 +68,7 @@ static char *hparams_json(const train_options *o) {
 }
 
 /* On resume: batch, seq, accum and seed decide which tokens come next, so they must match. */
-static int check_resume_hparams(const char *stored, const train_options *o, const char *dir) {
-    if (!stored) return DSC_OK;
-    json_error_t e;
-    json_t *h = json_loads(stored, 0, &e);
-    if (!h) return DSC_OK;
-    struct {
-        const char *key;
-        long long want;
-    } k[] = {{"batch", o->batch}, {"seq", o->seq}, {"accum", o->accum}, {"seed", (long long)o->seed}};
-    int rc = DSC_OK;
-    for (int i = 0; i < 4 && rc == DSC_OK; i++) {
-        json_t *v = json_object_get(h, k[i].key);
-        if (json_is_integer(v) && json_integer_value(v) != k[i].want)
-            rc = dsc_set_error("%s: the checkpoint was trained with %s %lld, this run asks for %lld (the data stream "
-                               "would differ; use the same value to resume)",
-                               dir, k[i].key, (long long)json_integer_value(v), k[i].want);
-    }
-    json_decref(h);
-    return rc;
-}
+static const char *const resume_keys[] = {"batch", "seq", "accum", "seed", NULL};
 
 /* Entropy (nats) of the unigram distribution of the training tokens: the loss of a model that
  * ignores context, the baseline a trained model must beat. */
@@ -114,82 +89,6 @@ static double unigram_entropy(const dsc_shard *s) {
         }
     free(count);
     return h;
-}
-
-/* Keeps the lines of metrics.jsonl whose step is <= last_step (a resumed run rewrites the rest). */
-static int truncate_metrics(const char *path, long last_step) {
-    FILE *f = fopen(path, "r");
-    if (!f) return DSC_OK;
-    size_t cap = 1 << 16, len = 0;
-    char *out = malloc(cap), line[8192];
-    while (out && fgets(line, sizeof line, f)) {
-        long step = -1;
-        const char *p = strstr(line, "\"step\":");
-        if (p) step = atol(p + 7);
-        if (step < 0 || step > last_step) continue;
-        size_t l = strlen(line);
-        if (len + l + 1 > cap) {
-            char *n = realloc(out, cap = (cap + l) * 2);
-            if (!n) break;
-            out = n;
-        }
-        memcpy(out + len, line, l);
-        len += l;
-    }
-    fclose(f);
-    int rc = out ? dsc_write_file_atomic(path, out, len) : dsc_set_error("out of memory");
-    free(out);
-    return rc;
-}
-
-/* Loss curves from metrics.jsonl -> loss.svg: the training cross-entropy (the same quantity as
- * the validation loss and the unigram baseline; the total loss adds the MTP and balance terms),
- * its moving average, and the validation loss. */
-static int write_plot(const char *metrics, const char *svg, double unigram) {
-    FILE *f = fopen(metrics, "r");
-    if (!f) return dsc_set_error("%s: cannot read: %s", metrics, strerror(errno));
-    int cap = 1024, nt = 0, nv = 0;
-    double *tx = malloc(sizeof(double) * cap), *ty = malloc(sizeof(double) * cap);
-    double *vx = malloc(sizeof(double) * cap), *vy = malloc(sizeof(double) * cap);
-    char line[8192];
-    while (tx && ty && vx && vy && fgets(line, sizeof line, f)) {
-        json_error_t e;
-        json_t *o = json_loads(line, 0, &e);
-        if (!o) continue;
-        json_t *st = json_object_get(o, "step"), *lo = json_object_get(o, "ce"), *vl = json_object_get(o, "val_loss");
-        if (nt == cap || nv == cap) {
-            cap *= 2;
-            tx = realloc(tx, sizeof(double) * cap), ty = realloc(ty, sizeof(double) * cap);
-            vx = realloc(vx, sizeof(double) * cap), vy = realloc(vy, sizeof(double) * cap);
-            if (!tx || !ty || !vx || !vy) break;
-        }
-        if (json_is_integer(st) && json_is_number(lo)) {
-            tx[nt] = (double)json_integer_value(st);
-            ty[nt++] = json_number_value(lo);
-        }
-        if (json_is_integer(st) && json_is_number(vl)) {
-            vx[nv] = (double)json_integer_value(st);
-            vy[nv++] = json_number_value(vl);
-        }
-        json_decref(o);
-    }
-    fclose(f);
-    int rc = DSC_ERR;
-    if (tx && ty && vx && vy) {
-        double *sy = malloc(sizeof(double) * (nt ? nt : 1)), ux[2] = {0, nt ? tx[nt - 1] : 1}, uy[2] = {unigram, unigram};
-        double ema = nt ? ty[0] : 0;
-        for (int i = 0; sy && i < nt; i++) sy[i] = ema = 0.95 * ema + 0.05 * ty[i];
-        plot_series s[4] = {{"train cross-entropy", "#9ecae1", tx, ty, nt},
-                            {"train (moving average)", "#08519c", tx, sy, sy ? nt : 0},
-                            {"validation loss", "#e6550d", vx, vy, nv},
-                            {"unigram baseline", "#999999", ux, uy, isfinite(unigram) ? 2 : 0}};
-        rc = sy ? plot_svg(svg, "dsc training: next-token cross-entropy (nats/token)", "step", "loss", s, 4) : dsc_set_error("out of memory");
-        free(sy);
-    } else {
-        dsc_set_error("out of memory reading %s", metrics);
-    }
-    free(tx), free(ty), free(vx), free(vy);
-    return rc;
 }
 
 static float validate(dsc_model *m, const dsc_shard *val, const train_options *o, int32_t *tok, int32_t *tgt) {
@@ -261,7 +160,7 @@ dsc_status train_run(const train_options *o, train_callback cb, void *user, vola
     memset(&cs, 0, sizeof cs);
     if (o->resume) {
         if (ckpt_latest(o->out_dir, ckdir, sizeof ckdir) || ckpt_load(ckdir, &m, &opt, &cs, &stored_hp) ||
-            check_resume_hparams(stored_hp, o, ckdir))
+            runlog_check_resume(stored_hp, hp, resume_keys, ckdir))
             goto done;
     } else {
         if (dsc_model_create(&o->config, &m) || dsc_model_init(m, o->seed) || adamw_create(m, &opt)) goto done;
@@ -304,7 +203,7 @@ dsc_status train_run(const train_options *o, train_callback cb, void *user, vola
     sum->unigram_loss = (float)unigram_entropy(train);
 
     snprintf(path, sizeof path, "%s/metrics.jsonl", o->out_dir);
-    if (o->resume ? truncate_metrics(path, cs.step) : DSC_OK) goto done;
+    if (o->resume ? runlog_truncate(path, cs.step) : DSC_OK) goto done;
     metrics = fopen(path, o->resume ? "a" : "w");
     if (!metrics) {
         dsc_set_error("%s: cannot open: %s", path, strerror(errno));
@@ -322,12 +221,12 @@ dsc_status train_run(const train_options *o, train_callback cb, void *user, vola
     lr_schedule sched = o->schedule;
     sched.total = o->steps;
     adamw_params ap = {0, o->beta1, o->beta2, o->eps, o->weight_decay};
-    double t_start = now_s(), step_ema = 0;
+    double t_start = runlog_now(), step_ema = 0;
     long step = cs.step;
     bool saved_last = true;
     float last_val = NAN;
     while (step < o->steps) {
-        double t0 = now_s();
+        double t0 = runlog_now();
         float lr = schedule_lr(&sched, step);
         dsc_model_zero_grad(m);
         double loss = 0, ce = 0, mtp = 0, bal = 0;
@@ -352,7 +251,7 @@ dsc_status train_run(const train_options *o, train_callback cb, void *user, vola
         step++;
         cs.step = step;
         cs.tokens += (uint64_t)N * o->accum;
-        double dt = now_s() - t0;
+        double dt = runlog_now() - t0;
         step_ema = step_ema == 0 ? dt : 0.9 * step_ema + 0.1 * dt;
         cs.elapsed += dt;
         saved_last = false;
@@ -371,7 +270,7 @@ dsc_status train_run(const train_options *o, train_callback cb, void *user, vola
         if (cb) cb(&p, user);
 
         bool last = step == o->steps;
-        bool out_of_time = o->time_limit_s > 0 && now_s() - t_start >= o->time_limit_s;
+        bool out_of_time = o->time_limit_s > 0 && runlog_now() - t_start >= o->time_limit_s;
         bool stopping = (stop && *stop) || out_of_time;
         if ((o->eval_every > 0 && step % o->eval_every == 0) || last || stopping) {
             last_val = validate(m, val, o, tok, tgt);
@@ -407,7 +306,9 @@ dsc_status train_run(const train_options *o, train_callback cb, void *user, vola
     snprintf(path, sizeof path, "%s/metrics.jsonl", o->out_dir);
     char svg[4200];
     snprintf(svg, sizeof svg, "%s/loss.svg", o->out_dir);
-    if (write_plot(path, svg, sum->unigram_loss)) goto done;
+    if (runlog_plot(path, svg, "dsc training: next-token cross-entropy (nats/token)", "train cross-entropy",
+                    "validation loss", sum->unigram_loss, "unigram baseline"))
+        goto done;
     rc = DSC_OK;
 done:
     if (metrics) fclose(metrics);

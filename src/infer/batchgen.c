@@ -1,0 +1,158 @@
+/* batchgen.c: many completions at once (batchgen.h). Work proceeds in waves of prompts: a wave
+ * takes as many prompts as the engine has free slots for all their copies; each prompt is
+ * prefilled into one sequence, which is forked copies-1 times; then unfinished sequences decode
+ * together, max_rows per pass, until all finished or hit max_tokens. */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "base/error.h"
+#include "base/rng.h"
+#include "infer/batchgen.h"
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+void batchgen_free(batchgen_completion *c, int n) {
+    if (!c) return;
+    for (int i = 0; i < n; i++) {
+        free(c[i].tokens);
+        c[i].tokens = NULL;
+    }
+}
+
+/* Appends token t to completion c (sequence state in flight). */
+static void push(batchgen_completion *c, int32_t t, const batchgen_options *o) {
+    c->tokens[c->n++] = t;
+    if (t == o->eos) c->finished = true;
+}
+
+static bool done(const batchgen_completion *c, const batchgen_options *o) {
+    return c->finished || c->n >= o->max_tokens;
+}
+
+dsc_status generate_batch(engine *e, const int32_t *const *prompts, const int *prompt_len, int n_prompts, int copies,
+                          const batchgen_options *o, batchgen_completion *out, batchgen_stats *stats) {
+    const dsc_config *c = engine_config(e);
+    int V = c->vocab_size, R = engine_max_rows(e);
+    int total = n_prompts * copies;
+    batchgen_stats st = {0};
+    if (n_prompts < 0 || copies < 1 || o->max_tokens < 1)
+        return dsc_set_error("generate_batch: expected prompts >= 0, copies >= 1, max_tokens >= 1; found %d, %d, %d",
+                             n_prompts, copies, o->max_tokens);
+    for (int i = 0; i < total; i++) {
+        out[i].n = 0;
+        out[i].finished = false;
+        out[i].tokens = malloc(sizeof(int32_t) * o->max_tokens);
+        if (!out[i].tokens) {
+            batchgen_free(out, i);
+            return dsc_set_error("out of memory (completions)");
+        }
+    }
+    int *seq = malloc(sizeof(int) * total);
+    int *act = malloc(sizeof(int) * total);   /* completion index of each active row */
+    int *rseq = malloc(sizeof(int) * (size_t)R);
+    int32_t *rtok = malloc(sizeof(int32_t) * (size_t)R);
+    float *logits = malloc(sizeof(float) * (size_t)V * (R > 1 ? R : 1));
+    void *scratch = malloc(sizeof(float) * 2 * (size_t)V);
+    dsc_rng *rng = malloc(sizeof(dsc_rng) * (total > 0 ? total : 1));
+    dsc_status rc = DSC_OK;
+    if (!seq || !act || !rseq || !rtok || !logits || !scratch || !rng) {
+        rc = dsc_set_error("out of memory (batched generation)");
+        goto out;
+    }
+    for (int i = 0; i < total; i++) {
+        seq[i] = -1;
+        dsc_rng_seed(&rng[i], o->seed * 0x9E3779B97F4A7C15ull + (uint64_t)i);
+    }
+    /* free slots now: count them once (the caller may hold sequences of its own) */
+    int free_slots = 0;
+    for (int s; (s = engine_seq_new(e)) >= 0;) {
+        act[free_slots++] = s;
+        if (free_slots == total) break;
+    }
+    for (int k = 0; k < free_slots; k++) engine_seq_free(e, act[k]);
+    int per_wave = free_slots / copies;
+    if (n_prompts > 0 && per_wave < 1) {
+        rc = dsc_set_error("generate_batch: %d copies need %d free sequences, the engine has %d", copies, copies,
+                           free_slots);
+        goto out;
+    }
+    for (int p0 = 0; p0 < n_prompts; p0 += per_wave) {
+        int p1 = p0 + per_wave < n_prompts ? p0 + per_wave : n_prompts;
+        double t0 = now_s();
+        for (int p = p0; p < p1; p++) {
+            int s0 = engine_seq_new(e);
+            if (s0 < 0) {
+                rc = dsc_set_error("generate_batch: no free sequence");
+                goto out;
+            }
+            seq[p * copies] = s0;
+            if (engine_prefill(e, s0, prompts[p], prompt_len[p], logits, NULL)) {
+                rc = DSC_ERR;
+                goto out;
+            }
+            st.prompt_tokens += prompt_len[p];
+            for (int k = 0; k < copies; k++) {
+                int i = p * copies + k;
+                if (k > 0 && (seq[i] = engine_seq_fork(e, s0)) < 0) {
+                    rc = dsc_set_error("generate_batch: no free sequence to fork");
+                    goto out;
+                }
+                push(&out[i], sampler_pick(logits, V, &o->sampler, &rng[i], scratch), o);
+                st.generated++;
+            }
+        }
+        double t1 = now_s();
+        st.prefill_s += t1 - t0;
+        /* decode: every unfinished completion of the wave, R rows per pass */
+        for (;;) {
+            int n_act = 0;
+            for (int i = p0 * copies; i < p1 * copies; i++)
+                if (!done(&out[i], o)) act[n_act++] = i;
+            if (n_act == 0) break;
+            for (int a0 = 0; a0 < n_act; a0 += R) {
+                int n = n_act - a0 < R ? n_act - a0 : R;
+                for (int r = 0; r < n; r++) {
+                    const batchgen_completion *ci = &out[act[a0 + r]];
+                    rseq[r] = seq[act[a0 + r]];
+                    rtok[r] = ci->tokens[ci->n - 1];
+                }
+                if (engine_decode(e, rseq, rtok, n, logits)) {
+                    rc = DSC_ERR;
+                    goto out;
+                }
+                st.passes++;
+                st.mean_rows += n;
+                for (int r = 0; r < n; r++) {
+                    int i = act[a0 + r];
+                    push(&out[i], sampler_pick(logits + (size_t)r * V, V, &o->sampler, &rng[i], scratch), o);
+                }
+                st.generated += n;
+            }
+        }
+        st.decode_s += now_s() - t1;
+        for (int i = p0 * copies; i < p1 * copies; i++) {
+            engine_seq_free(e, seq[i]);
+            seq[i] = -1;
+        }
+    }
+    if (st.passes) st.mean_rows /= st.passes;
+out:
+    if (seq)
+        for (int i = 0; i < total; i++)
+            if (seq[i] >= 0) engine_seq_free(e, seq[i]);
+    if (rc) batchgen_free(out, total);
+    if (stats) *stats = st;
+    free(seq);
+    free(act);
+    free(rseq);
+    free(rtok);
+    free(logits);
+    free(scratch);
+    free(rng);
+    return rc;
+}
