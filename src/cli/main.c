@@ -21,6 +21,9 @@ static void usage(FILE *f) {
             "  chat       interactive chat with DeepSeek's template, reasoning shown apart\n"
             "  export     write a model as a Hugging Face directory (--hf: f32/bf16/fp8 shards) or GGUF (--gguf)\n"
             "  quantize   store a model's weights as f32, bf16 or DeepSeek fp8 (a Hugging Face directory)\n"
+            "  sft        supervised fine-tuning on JSONL chat data, loss on assistant tokens only\n"
+            "  grpo       reinforcement learning with GRPO and rule-based rewards (arithmetic, countdown, JSONL)\n"
+            "  eval       a model's accuracy on a task's held-out problems (greedy or pass@1)\n"
             "  help       this text; 'dsc <command> --help' for a command's options\n",
             DSC_VERSION);
 }
