@@ -17,21 +17,8 @@ cd "$tmp"
 run() { "$@" >"$tmp/log" 2>&1 || { echo "command failed: $*"; tail -n 20 "$tmp/log"; exit 1; }; }
 
 # --- a tiny model that has seen the format: tokenizer on arithmetic, SFT on 8 problems ---
-run "$dsc" data synth --task arithmetic --n 400 --seed 3 --max-digits 1 --jsonl corpus.jsonl
-"$py" -c "
-import json
-with open('corpus.txt', 'w') as f:
-    for line in open('corpus.jsonl'):
-        r = json.loads(line)
-        f.write(r['prompt'] + ' ' + r.get('reasoning', '') + ' ' + r['answer'] + '\n\f\n')
-"
-run "$dsc" tokenizer train --vocab-size 320 --out tok.json corpus.txt
-run "$dsc" init --preset tiny --out m0
-"$py" -c "
-import json
-c = json.load(open('m0/config.json')); c['vocab_size'] = 320; json.dump(c, open('tiny320.json', 'w'))"
-run "$dsc" init --config tiny320.json --out base --seed 5
-cp tok.json base/tokenizer.json
+run tiny_tokenizer "$dsc" "$py" --max-digits 1
+run tiny_model "$dsc" "$py" base
 head -n 8 corpus.jsonl > tasks.jsonl
 run "$dsc" sft --model base --data tasks.jsonl --val-fraction 0 --out sft --steps 60 --batch 8 --seq 128 --lr 3e-3 \
   --warmup 5 --log-every 60

@@ -18,21 +18,8 @@ cd "$tmp"
 run() { "$@" >"$tmp/log" 2>&1 || { echo "command failed: $*"; tail -n 20 "$tmp/log"; exit 1; }; }
 
 # --- a tokenizer trained on generated arithmetic, a tiny model with its vocabulary ---
-run "$dsc" data synth --task arithmetic --n 400 --seed 3 --max-digits 2 --jsonl corpus.jsonl
-"$py" -c "
-import json
-with open('corpus.txt', 'w') as f:
-    for line in open('corpus.jsonl'):
-        r = json.loads(line)
-        f.write(r['prompt'] + ' ' + r.get('reasoning', '') + ' ' + r['answer'] + '\n\f\n')
-"
-run "$dsc" tokenizer train --vocab-size 320 --out tok.json corpus.txt
-run "$dsc" init --preset tiny --out m0
-"$py" -c "
-import json
-c = json.load(open('m0/config.json')); c['vocab_size'] = 320; json.dump(c, open('tiny320.json', 'w'))"
-run "$dsc" init --config tiny320.json --out base --seed 5
-cp tok.json base/tokenizer.json
+run tiny_tokenizer "$dsc" "$py" --max-digits 2
+run tiny_model "$dsc" "$py" base
 
 # --- 1. exactly the assistant tokens are targets ---
 # Conversations in both forms; the template rendered here (not by dsc) with the assistant spans.

@@ -15,15 +15,7 @@ cd "$tmp"
 run() { "$@" >"$tmp/log" 2>&1 || { echo "command failed: $*"; tail -n 20 "$tmp/log"; exit 1; }; }
 
 # --- a tiny data set: generated arithmetic, a small tokenizer trained on it ---
-run "$dsc" data synth --task arithmetic --n 400 --seed 3 --jsonl corpus.jsonl
-"$py" -c "
-import json
-with open('corpus.txt', 'w') as f:
-    for line in open('corpus.jsonl'):
-        r = json.loads(line)
-        f.write(r['prompt'] + ' ' + r.get('reasoning', '') + ' ' + r['answer'] + '\n\f\n')
-"
-run "$dsc" tokenizer train --vocab-size 320 --out tok.json corpus.txt
+run tiny_tokenizer "$dsc" "$py"
 run "$dsc" data prepare --tokenizer tok.json --out data --val-fraction 0.1 --synthetic arithmetic=600
 [ -f data/train.bin ] && [ -f data/val.bin ] && pass || fail "data prepare wrote train.bin and val.bin"
 
