@@ -109,6 +109,19 @@ void dsc_unmap_file(dsc_mapped_file *m) {
 }
 
 int dsc_mkdir(const char *path) {
+    /* parents first, like mkdir -p (an output folder may be several levels deep) */
+    char parent[4096];
+    size_t n = strlen(path);
+    if (n < sizeof parent) {
+        memcpy(parent, path, n + 1);
+        while (n > 1 && parent[n - 1] == '/') parent[--n] = '\0';
+        char *slash = strrchr(parent, '/');
+        if (slash && slash != parent) {
+            *slash = '\0';
+            struct stat ps;
+            if (stat(parent, &ps) != 0 && dsc_mkdir(parent)) return DSC_ERR;
+        }
+    }
     if (mkdir(path, 0755) == 0 || errno == EEXIST) {
         struct stat st;
         if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) return DSC_OK;

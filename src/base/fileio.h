@@ -28,7 +28,7 @@ typedef struct {
 int dsc_map_file(const char *path, dsc_mapped_file *out);
 void dsc_unmap_file(dsc_mapped_file *m);
 
-/* Creates a directory if it does not exist (one level). */
+/* Creates a directory and any missing parents (mkdir -p); an existing one is fine. */
 int dsc_mkdir(const char *path);
 
 #endif
