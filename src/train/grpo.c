@@ -384,9 +384,10 @@ static char *hparams_json(const grpo_options *o) {
 static dsc_status write_plot(const char *metrics, const char *svg, int max_new) {
     FILE *f = fopen(metrics, "r");
     if (!f) return dsc_set_error("%s: cannot read: %s", metrics, strerror(errno));
-    int cap = 1024, n[4] = {0};
-    double *xs[4], *ys[4];
-    for (int k = 0; k < 4; k++) {
+    enum { NS = 5 };
+    int cap = 1024, n[NS] = {0};
+    double *xs[NS], *ys[NS];
+    for (int k = 0; k < NS; k++) {
         xs[k] = malloc(sizeof(double) * cap);
         ys[k] = malloc(sizeof(double) * cap);
     }
@@ -395,23 +396,24 @@ static dsc_status write_plot(const char *metrics, const char *svg, int max_new) 
         json_t *j = json_loads(line, 0, NULL);
         if (!j) continue;
         double step = json_number_value(json_object_get(j, "step"));
-        const char *keys[4] = {"reward", "accuracy", "eval_accuracy", "length"};
-        for (int k = 0; k < 4; k++) {
+        const char *keys[NS] = {"reward", "accuracy", "eval_accuracy", "eval_pass1", "length"};
+        for (int k = 0; k < NS; k++) {
             json_t *v = json_object_get(j, keys[k]);
-            if (!v || n[k] >= cap || !xs[k] || !ys[k]) continue;
+            if (!v || json_number_value(v) < 0 || n[k] >= cap || !xs[k] || !ys[k]) continue; /* pass1 -1: none */
             xs[k][n[k]] = step;
-            ys[k][n[k]] = json_number_value(v) / (k == 3 ? max_new : 1);
+            ys[k][n[k]] = json_number_value(v) / (k == NS - 1 ? max_new : 1);
             n[k]++;
         }
         json_decref(j);
     }
     fclose(f);
-    plot_series s[4] = {{"reward (mean of rollouts)", "#1f77b4", xs[0], ys[0], n[0]},
-                        {"accuracy (rollouts)", "#aec7e8", xs[1], ys[1], n[1]},
-                        {"accuracy (held-out, greedy)", "#d62728", xs[2], ys[2], n[2]},
-                        {"completion length / max", "#2ca02c", xs[3], ys[3], n[3]}};
-    dsc_status rc = plot_svg(svg, "dsc grpo: reward, accuracy and length", "step", "", s, 4);
-    for (int k = 0; k < 4; k++) {
+    plot_series s[NS] = {{"reward (mean of rollouts)", "#1f77b4", xs[0], ys[0], n[0]},
+                         {"accuracy (rollouts)", "#aec7e8", xs[1], ys[1], n[1]},
+                         {"accuracy (held-out, greedy)", "#d62728", xs[2], ys[2], n[2]},
+                         {"pass@1 (held-out, rollout temperature)", "#ff9896", xs[3], ys[3], n[3]},
+                         {"completion length / max", "#2ca02c", xs[4], ys[4], n[4]}};
+    dsc_status rc = plot_svg(svg, "dsc grpo: reward, accuracy and length", "step", "", s, NS);
+    for (int k = 0; k < NS; k++) {
         free(xs[k]);
         free(ys[k]);
     }
