@@ -19,6 +19,15 @@ int args_parse(int argc, char **argv, arg_option *opts, const char *usage);
 const char *args_get(const arg_option *opts, const char *name);
 /* Parses an integer option (default if absent). Returns false with a message on bad input. */
 bool args_int(const arg_option *opts, const char *name, long long def, long long lo, long long hi, long long *out);
+/* In a command's option parsing: sets an integer field (of any integer type) from option `name`
+ * in [lo, hi], keeping its value when the option is absent; returns 2 (usage error) from the
+ * enclosing function on bad input. */
+#define ARGS_INT_FIELD(opts, name, field, lo, hi)                                                                      \
+    do {                                                                                                               \
+        long long args_v_;                                                                                             \
+        if (!args_int(opts, name, (long long)(field), lo, hi, &args_v_)) return 2;                                     \
+        field = args_v_;                                                                                               \
+    } while (0)
 /* Parses a real-valued option in [lo, hi] (default if absent). Returns false with a message. */
 bool args_float(const arg_option *opts, const char *name, double def, double lo, double hi, double *out);
 /* Parses "0,17,42" into a malloc'ed array. Returns false with a message on bad input. */

@@ -166,28 +166,21 @@ int cmd_grpo(int argc, char **argv) {
         fprintf(stderr, "dsc grpo: --model and --out are required\n");
         return 2;
     }
-    long long v;
     progress_ctx ctx = {1};
-#define INT_OPT(name, field, lo, hi)                                                                                   \
-    do {                                                                                                               \
-        if (!args_int(opts, name, (long long)(field), lo, hi, &v)) return 2;                                           \
-        field = v;                                                                                                     \
-    } while (0)
-    INT_OPT("steps", o.steps, 1, 1000000000);
-    INT_OPT("prompts", o.prompts, 1, 4096);
-    INT_OPT("group", o.group, 2, 1024);
-    INT_OPT("minibatches", o.minibatches, 1, 4096);
-    INT_OPT("micro", o.micro, 1, 4096);
-    INT_OPT("max-rounds", o.max_rounds, 1, 100);
-    INT_OPT("warmup", o.warmup, 0, 1000000000);
-    INT_OPT("eval-every", o.eval_every, 0, 1000000000);
-    INT_OPT("eval-n", o.eval_n, 1, 1000000);
-    INT_OPT("eval-samples", o.eval_samples, 0, 1024);
-    INT_OPT("save-every", o.save_every, 0, 1000000000);
-    INT_OPT("keep", o.keep, 0, 100000);
-    INT_OPT("seed", o.seed, 0, (long long)1 << 62);
-    INT_OPT("log-every", ctx.log_every, 1, 1000000000);
-#undef INT_OPT
+    ARGS_INT_FIELD(opts, "steps", o.steps, 1, 1000000000);
+    ARGS_INT_FIELD(opts, "prompts", o.prompts, 1, 4096);
+    ARGS_INT_FIELD(opts, "group", o.group, 2, 1024);
+    ARGS_INT_FIELD(opts, "minibatches", o.minibatches, 1, 4096);
+    ARGS_INT_FIELD(opts, "micro", o.micro, 1, 4096);
+    ARGS_INT_FIELD(opts, "max-rounds", o.max_rounds, 1, 100);
+    ARGS_INT_FIELD(opts, "warmup", o.warmup, 0, 1000000000);
+    ARGS_INT_FIELD(opts, "eval-every", o.eval_every, 0, 1000000000);
+    ARGS_INT_FIELD(opts, "eval-n", o.eval_n, 1, 1000000);
+    ARGS_INT_FIELD(opts, "eval-samples", o.eval_samples, 0, 1024);
+    ARGS_INT_FIELD(opts, "save-every", o.save_every, 0, 1000000000);
+    ARGS_INT_FIELD(opts, "keep", o.keep, 0, 100000);
+    ARGS_INT_FIELD(opts, "seed", o.seed, 0, (long long)1 << 62);
+    ARGS_INT_FIELD(opts, "log-every", ctx.log_every, 1, 1000000000);
     double x;
 #define FLOAT_OPT(name, field, lo, hi)                                                                                 \
     do {                                                                                                               \

@@ -42,20 +42,6 @@ static void on_progress(const sft_progress *p, void *user) {
     fflush(stdout);
 }
 
-/* A number option in [lo, hi]; false (with a message) on bad input. */
-static bool num_opt(const arg_option *opts, const char *name, double lo, double hi, double *out) {
-    const char *s = args_get(opts, name);
-    if (!s) return true;
-    char *end;
-    double x = strtod(s, &end);
-    if (*end || end == s || !(x >= lo && x <= hi)) {
-        fprintf(stderr, "dsc sft: option --%s: expected a number in [%g, %g], found '%s'\n", name, lo, hi, s);
-        return false;
-    }
-    *out = x;
-    return true;
-}
-
 int cmd_sft(int argc, char **argv) {
     arg_option opts[] = {
         {"model", true, "the model: a directory with config.json, or a training --out directory (newest checkpoint)",
@@ -108,28 +94,22 @@ int cmd_sft(int argc, char **argv) {
         return 2;
     }
     if (o.val_path) o.val_fraction = 0;
-    long long v;
-#define INT_OPT(name, field, lo, hi)                                                                                   \
-    do {                                                                                                               \
-        if (!args_int(opts, name, (long long)(field), lo, hi, &v)) return 2;                                           \
-        field = v;                                                                                                     \
-    } while (0)
-    INT_OPT("steps", o.steps, 1, 1000000000);
-    INT_OPT("batch", o.batch, 1, 65536);
-    INT_OPT("seq", o.seq, 2, 1 << 20);
-    INT_OPT("warmup", o.schedule.warmup, 0, 1000000000);
-    INT_OPT("eval-every", o.eval_every, 0, 1000000000);
-    INT_OPT("eval-batches", o.eval_batches, 0, 100000000);
-    INT_OPT("save-every", o.save_every, 0, 1000000000);
-    INT_OPT("keep", o.keep, 0, 100000);
-    INT_OPT("seed", o.seed, 0, (long long)1 << 62);
+    ARGS_INT_FIELD(opts, "steps", o.steps, 1, 1000000000);
+    ARGS_INT_FIELD(opts, "batch", o.batch, 1, 65536);
+    ARGS_INT_FIELD(opts, "seq", o.seq, 2, 1 << 20);
+    ARGS_INT_FIELD(opts, "warmup", o.schedule.warmup, 0, 1000000000);
+    ARGS_INT_FIELD(opts, "eval-every", o.eval_every, 0, 1000000000);
+    ARGS_INT_FIELD(opts, "eval-batches", o.eval_batches, 0, 100000000);
+    ARGS_INT_FIELD(opts, "save-every", o.save_every, 0, 1000000000);
+    ARGS_INT_FIELD(opts, "keep", o.keep, 0, 100000);
+    ARGS_INT_FIELD(opts, "seed", o.seed, 0, (long long)1 << 62);
     progress_ctx ctx = {10, NAN};
-    INT_OPT("log-every", ctx.log_every, 1, 1000000000);
-#undef INT_OPT
+    ARGS_INT_FIELD(opts, "log-every", ctx.log_every, 1, 1000000000);
     double lr = o.schedule.lr, min_lr = -1, wd = o.weight_decay, clip = o.clip, minutes = 0;
-    if (!num_opt(opts, "lr", 0, 10, &lr) || !num_opt(opts, "min-lr", 0, 10, &min_lr) ||
-        !num_opt(opts, "weight-decay", 0, 10, &wd) || !num_opt(opts, "clip", 0, 1e9, &clip) ||
-        !num_opt(opts, "val-fraction", 0, 0.99, &o.val_fraction) || !num_opt(opts, "time-limit", 1e-6, 1e9, &minutes))
+    if (!args_float(opts, "lr", lr, 0, 10, &lr) || !args_float(opts, "min-lr", min_lr, 0, 10, &min_lr) ||
+        !args_float(opts, "weight-decay", wd, 0, 10, &wd) || !args_float(opts, "clip", clip, 0, 1e9, &clip) ||
+        !args_float(opts, "val-fraction", o.val_fraction, 0, 0.99, &o.val_fraction) ||
+        !args_float(opts, "time-limit", minutes, 1e-6, 1e9, &minutes))
         return 2;
     o.schedule.lr = (float)lr;
     o.schedule.min_lr = min_lr >= 0 ? (float)min_lr : o.schedule.lr / 10;

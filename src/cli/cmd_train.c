@@ -78,45 +78,26 @@ int cmd_train(int argc, char **argv) {
         fprintf(stderr, "dsc train: --data and --out are required\n");
         return 2;
     }
-    long long v;
-#define INT_OPT(name, field, lo, hi)                                                                                   \
-    do {                                                                                                               \
-        if (!args_int(opts, name, (long long)(field), lo, hi, &v)) return 2;                                           \
-        field = v;                                                                                                     \
-    } while (0)
-    INT_OPT("steps", o.steps, 1, 1000000000);
-    INT_OPT("batch", o.batch, 1, 65536);
-    INT_OPT("seq", o.seq, 2, 1 << 20);
-    INT_OPT("accum", o.accum, 1, 65536);
-    INT_OPT("warmup", o.schedule.warmup, 0, 1000000000);
-    INT_OPT("eval-every", o.eval_every, 0, 1000000000);
-    INT_OPT("eval-batches", o.eval_batches, 1, 100000);
-    INT_OPT("save-every", o.save_every, 0, 1000000000);
-    INT_OPT("keep", o.keep, 0, 100000);
-    INT_OPT("seed", o.seed, 0, (long long)1 << 62);
+    ARGS_INT_FIELD(opts, "steps", o.steps, 1, 1000000000);
+    ARGS_INT_FIELD(opts, "batch", o.batch, 1, 65536);
+    ARGS_INT_FIELD(opts, "seq", o.seq, 2, 1 << 20);
+    ARGS_INT_FIELD(opts, "accum", o.accum, 1, 65536);
+    ARGS_INT_FIELD(opts, "warmup", o.schedule.warmup, 0, 1000000000);
+    ARGS_INT_FIELD(opts, "eval-every", o.eval_every, 0, 1000000000);
+    ARGS_INT_FIELD(opts, "eval-batches", o.eval_batches, 1, 100000);
+    ARGS_INT_FIELD(opts, "save-every", o.save_every, 0, 1000000000);
+    ARGS_INT_FIELD(opts, "keep", o.keep, 0, 100000);
+    ARGS_INT_FIELD(opts, "seed", o.seed, 0, (long long)1 << 62);
     progress_ctx ctx = {10, NAN, isatty(1)};
-    INT_OPT("log-every", ctx.log_every, 1, 1000000000);
-#undef INT_OPT
-    struct {
-        const char *name;
-        float *field;
-        float lo, hi;
-    } fopts[] = {{"lr", &o.schedule.lr, 0, 10},           {"weight-decay", &o.weight_decay, 0, 10},
-                 {"clip", &o.clip, 0, 1e9},               {"min-lr", &o.schedule.min_lr, 0, 10}};
-    bool min_lr_given = args_get(opts, "min-lr") != NULL;
-    for (size_t i = 0; i < sizeof fopts / sizeof fopts[0]; i++) {
-        const char *s = args_get(opts, fopts[i].name);
-        if (!s) continue;
-        char *end;
-        float x = strtof(s, &end);
-        if (*end || end == s || !(x >= fopts[i].lo && x <= fopts[i].hi)) {
-            fprintf(stderr, "dsc train: option --%s: expected a number in [%g, %g], found '%s'\n", fopts[i].name,
-                    fopts[i].lo, fopts[i].hi, s);
-            return 2;
-        }
-        *fopts[i].field = x;
-    }
-    if (!min_lr_given) o.schedule.min_lr = o.schedule.lr / 10;
+    ARGS_INT_FIELD(opts, "log-every", ctx.log_every, 1, 1000000000);
+    double lr = o.schedule.lr, min_lr = -1, wd = o.weight_decay, clip = o.clip;
+    if (!args_float(opts, "lr", lr, 0, 10, &lr) || !args_float(opts, "min-lr", min_lr, 0, 10, &min_lr) ||
+        !args_float(opts, "weight-decay", wd, 0, 10, &wd) || !args_float(opts, "clip", clip, 0, 1e9, &clip))
+        return 2;
+    o.schedule.lr = (float)lr;
+    o.schedule.min_lr = min_lr >= 0 ? (float)min_lr : o.schedule.lr / 10;
+    o.weight_decay = (float)wd;
+    o.clip = (float)clip;
     const char *sch = args_get(opts, "schedule");
     if (sch) {
         int k = schedule_parse(sch);
