@@ -63,8 +63,22 @@ PY
 expect_fail 1 "lr" -- "$dsc" grpo --model sft --out b "${common[@]}" --steps 6 --resume --lr 2e-3
 
 # --- 3. the checkpoint loads; the options that keep other state run ---
-run "$dsc" eval --model a --task jsonl --data tasks.jsonl --n 8 --max-new-tokens 40
+run "$dsc" eval --model a --task jsonl --data tasks.jsonl --n 8 --max-new-tokens 40 --temperature 1.5 --samples 3 \
+  --dump dump.jsonl
 grep -q "accuracy" "$tmp/log" && pass || fail "dsc eval printed no accuracy"
+# the dump: one line per completion (8 problems x 3 samples), in problem order, its flags the
+# printed accuracy's, its answers those of the task file
+"$py" - "$tmp/log" <<'PY' && pass || fail "dsc eval --dump"
+import json, re, sys
+rows = [json.loads(l) for l in open("dump.jsonl")]
+tasks = [json.loads(l) for l in open("tasks.jsonl")]
+assert len(rows) == 24, len(rows)
+assert [r["answer"] for r in rows] == [t["answer"] for t in tasks for _ in range(3)]
+acc = float(re.search(r"accuracy ([0-9.]+)%", open(sys.argv[1]).read()).group(1))
+assert abs(100 * sum(r["correct"] for r in rows) / 24 - acc) < 0.06, acc
+assert all(isinstance(r["completion"], str) and r["formatted"] <= r["finished"] for r in rows)
+PY
+expect_fail 1 "no/such/dir" -- "$dsc" eval --model a --task jsonl --data tasks.jsonl --n 2 --dump no/such/dir/x.jsonl
 run "$dsc" generate --model a/step-00000004 --prompt "What is 1 + 2?" --max-tokens 4
 run "$dsc" grpo --model sft --out c "${common[@]}" --steps 2 --beta 0.04 --minibatches 2 --agg sequence
 "$py" -c "

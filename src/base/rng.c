@@ -3,11 +3,19 @@
 
 #include "base/rng.h"
 
-static uint64_t splitmix64(uint64_t *x) {
-    uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
+uint64_t dsc_hash64(uint64_t z) {
+    z += 0x9E3779B97F4A7C15ull;
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
     return z ^ (z >> 31);
+}
+
+uint64_t dsc_hash64_pair(uint64_t a, uint64_t b) { return dsc_hash64(dsc_hash64(a) ^ b); }
+
+static uint64_t splitmix64(uint64_t *x) {
+    uint64_t z = dsc_hash64(*x);
+    *x += 0x9E3779B97F4A7C15ull;
+    return z;
 }
 
 void dsc_rng_seed(dsc_rng *r, uint64_t seed) {

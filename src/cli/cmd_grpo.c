@@ -2,6 +2,7 @@
  * style) and `dsc eval` (a model's accuracy on a task's held-out problems). Progress: one line
  * per step (reward, rollout accuracy, format, length, KL, clip fraction, entropy, rollout and
  * update tokens/s, ETA) and one per evaluation with a sample. Ctrl-C finishes the step, saves. */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -257,6 +258,7 @@ int cmd_eval(int argc, char **argv) {
         {"samples", true, "samples a problem when --temperature > 0 (default 4)", NULL},
         {"seed", true, "sampling seed (default 1)", NULL},
         {"split", true, "heldout (default) or train", NULL},
+        {"dump", true, "write every completion to this JSONL file (prompt, answer, completion, correct, ...)", NULL},
         {NULL, false, NULL, NULL}};
     int rc = args_parse(argc, argv, opts, "usage: dsc eval --model DIR [--task arithmetic|countdown|jsonl] [options]");
     if (rc) return rc == 2 ? 0 : 2;
@@ -287,6 +289,13 @@ int cmd_eval(int argc, char **argv) {
     eval_result er;
     char sample[2048];
     bool train_split = split && !strcmp(split, "train");
+    const char *dump_path = args_get(opts, "dump");
+    FILE *dump = NULL;
+    if (dump_path && !(dump = fopen(dump_path, "w"))) {
+        fprintf(stderr, "dsc eval: cannot write %s: %s\n", dump_path, strerror(errno));
+        free_tasks(&tp);
+        return 1;
+    }
     const task_source *src = train_split ? &tp.train : &tp.eval;
     rc = 1;
     if (ckpt_resolve_model(model, mdir, sizeof mdir) == DSC_OK)
@@ -295,7 +304,7 @@ int cmd_eval(int argc, char **argv) {
         dsc_tokenizer_load(tp_opt ? tp_opt : tpath, &tok) ||
         grpo_evaluate(m, tok, src,
                       &(eval_options){src->builtin && !train_split ? DSC_SPLIT_HELDOUT : DSC_SPLIT_TRAIN, (int)n,
-                                      max_new, max_prompt, (float)temp, (int)samples, (uint64_t)seed},
+                                      max_new, max_prompt, (float)temp, (int)samples, (uint64_t)seed, dump},
                       &ro, &er, sample, sizeof sample)) {
         fprintf(stderr, "dsc eval: %s\n", dsc_last_error());
     } else {
@@ -308,6 +317,10 @@ int cmd_eval(int argc, char **argv) {
                100 * er.format, 100 * er.finished, er.length, er.tok_s);
         print_sample(sample);
         rc = 0;
+    }
+    if (dump && fclose(dump) && rc == 0) {
+        fprintf(stderr, "dsc eval: cannot write %s: %s\n", dump_path, strerror(errno));
+        rc = 1;
     }
     dsc_model_free(m);
     dsc_tokenizer_free(tok);

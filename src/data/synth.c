@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "base/error.h"
+#include "base/rng.h"
 #include "data/data.h"
 #include "data/synth_internal.h"
 
@@ -50,13 +51,6 @@ dsc_status dsc_task_parse(const char *name, dsc_task *out) {
     return DSC_OK;
 }
 
-static uint64_t mix64(uint64_t z) {
-    z += 0x9E3779B97F4A7C15ull;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
 dsc_status dsc_synth_generate(dsc_task task, dsc_split split, uint64_t seed, uint64_t index,
                               const dsc_synth_options *opt, dsc_problem *out) {
     dsc_synth_options def;
@@ -68,7 +62,7 @@ dsc_status dsc_synth_generate(dsc_task task, dsc_split split, uint64_t seed, uin
     if (task != DSC_TASK_ARITHMETIC && task != DSC_TASK_COUNTDOWN) return dsc_set_error("synth: unknown task %d", (int)task);
     for (uint64_t attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
         /* each (seed, task, index, attempt) has its own random stream */
-        uint64_t h = mix64(mix64(mix64(mix64(seed) ^ (uint64_t)task) ^ index) ^ attempt);
+        uint64_t h = dsc_hash64(dsc_hash64(dsc_hash64(dsc_hash64(seed) ^ (uint64_t)task) ^ index) ^ attempt);
         dsc_rng r;
         dsc_rng_seed(&r, h);
         int rc = task == DSC_TASK_ARITHMETIC ? synth_arithmetic_draw(&r, opt, split, out)

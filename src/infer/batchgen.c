@@ -68,13 +68,9 @@ dsc_status generate_batch(engine *e, const int32_t *const *prompts, const int *p
         seq[i] = -1;
         dsc_rng_seed(&rng[i], o->seed * 0x9E3779B97F4A7C15ull + (uint64_t)i);
     }
-    /* free slots now: count them once (the caller may hold sequences of its own) */
-    int free_slots = 0;
-    for (int s; (s = engine_seq_new(e)) >= 0;) {
-        act[free_slots++] = s;
-        if (free_slots == total) break;
-    }
-    for (int k = 0; k < free_slots; k++) engine_seq_free(e, act[k]);
+    /* free slots now (the caller may hold sequences of its own); more than all copies never help */
+    int free_slots = engine_free_seqs(e);
+    if (free_slots > total) free_slots = total;
     int per_wave = free_slots / copies;
     if (n_prompts > 0 && per_wave < 1) {
         rc = dsc_set_error("generate_batch: %d copies need %d free sequences, the engine has %d", copies, copies,

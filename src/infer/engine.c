@@ -212,6 +212,12 @@ void engine_seq_free(engine *e, int seq) {
     if (seq >= 0 && seq < e->opt.max_seqs) e->seq_len[seq] = -1;
 }
 
+int engine_free_seqs(const engine *e) {
+    int n = 0;
+    for (int s = 0; s < e->opt.max_seqs; s++) n += e->seq_len[s] < 0;
+    return n;
+}
+
 int engine_seq_fork(engine *e, int src) {
     if (src < 0 || src >= e->opt.max_seqs || e->seq_len[src] < 0) return -1;
     int dst = engine_seq_new(e);

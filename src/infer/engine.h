@@ -42,6 +42,8 @@ size_t engine_kv_bytes_per_token(const engine *e);
  * (speculative decoding). */
 int engine_seq_new(engine *e);
 void engine_seq_free(engine *e, int seq);
+/* Sequence slots not in use. */
+int engine_free_seqs(const engine *e);
 int engine_seq_len(const engine *e, int seq);
 /* A new sequence whose cache is a copy of src's (a group of samples from one prompt prefills it
  * once); -1 if src is not a sequence or no slot is free. */

@@ -25,6 +25,7 @@
 #include "infer/batchgen.h"
 #include "infer/engine.h"
 #include "infer/iweights.h"
+#include "tok/bytelevel.h"
 #include "train/adamw.h"
 #include "train/checkpoint.h"
 #include "train/grpo.h"
@@ -59,13 +60,6 @@ void grpo_options_default(grpo_options *o) {
     o->save_every = 20;
     o->keep = 3;
     o->seed = 1;
-}
-
-static uint64_t mix(uint64_t a, uint64_t b) {
-    uint64_t z = a * 0x9E3779B97F4A7C15ull ^ (b + 0x632BE59BD9B4E019ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -108,9 +102,39 @@ static dsc_status make_prompt(const dsc_tokenizer *tok, const dsc_problem *p, in
 }
 
 /* Samples `copies` completions of each prompt and scores them: rewards/results [n*copies]. */
+/* One JSON line of a scored completion (dsc eval --dump). A sampled completion may hold bytes
+ * that are not UTF-8 (byte tokens cut a character): each invalid byte is written as U+FFFD. */
+static dsc_status dump_completion(FILE *f, const dsc_problem *p, const char *text, const reward_result *r) {
+    size_t n = strlen(text), k = 0;
+    char *clean = malloc(3 * n + 1);
+    for (size_t i = 0; clean && i < n;) {
+        size_t c = utf8_char_len((const uint8_t *)text + i, n - i);
+        if (c) {
+            memcpy(clean + k, text + i, c);
+            k += c, i += c;
+        } else {
+            memcpy(clean + k, "\xEF\xBF\xBD", 3);
+            k += 3, i += 1;
+        }
+    }
+    if (clean) clean[k] = 0;
+    json_t *o = clean ? json_pack("{s:s, s:s, s:s, s:b, s:b, s:b}", "prompt", p->prompt, "answer", p->answer,
+                                  "completion", clean, "correct", r->correct, "formatted", r->formatted, "finished",
+                                  r->finished)
+                      : NULL;
+    char *line = o ? json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
+    int bad = !line, failed = line && fprintf(f, "%s\n", line) < 0;
+    free(line);
+    free(clean);
+    json_decref(o);
+    if (bad) return dsc_set_error("evaluate: could not encode a completion as JSON");
+    if (failed) return dsc_set_error("evaluate: could not write a completion: %s", strerror(errno));
+    return DSC_OK;
+}
+
 static dsc_status rollout(engine *e, const dsc_tokenizer *tok, const prompt_item *items, int n, int copies,
                           const batchgen_options *bo, const reward_options *ro, batchgen_completion *comp,
-                          reward_result *res, batchgen_stats *st, char *sample, size_t cap) {
+                          reward_result *res, batchgen_stats *st, char *sample, size_t cap, FILE *dump) {
     const int32_t **pp = malloc(sizeof *pp * (n > 0 ? n : 1));
     int *pl = malloc(sizeof *pl * (n > 0 ? n : 1));
     dsc_status rc = DSC_OK;
@@ -129,6 +153,7 @@ static dsc_status rollout(engine *e, const dsc_tokenizer *tok, const prompt_item
         }
         rc = reward_score(ro, &items[i / copies].prob, text, comp[i].finished, &res[i]);
         if (i == 0 && sample) snprintf(sample, cap, "%s\n%s", items[0].prob.prompt, text);
+        if (rc == DSC_OK && dump) rc = dump_completion(dump, &items[i / copies].prob, text, &res[i]);
         free(text);
     }
     if (rc) batchgen_free(comp, n * copies);
@@ -165,7 +190,7 @@ dsc_status grpo_evaluate(dsc_model *m, const dsc_tokenizer *tok, const task_sour
     if (rc == DSC_OK) rc = build_engine(m, seqs, eo->max_prompt_tokens + eo->max_new_tokens + 1, &e);
     batchgen_options bo = {{eo->temperature, 0, 1.0f, 0.0f}, eo->max_new_tokens, sp.eos, eo->seed};
     batchgen_stats st;
-    if (rc == DSC_OK) rc = rollout(e, tok, items, n, k, &bo, ro, comp, res, &st, sample, cap);
+    if (rc == DSC_OK) rc = rollout(e, tok, items, n, k, &bo, ro, comp, res, &st, sample, cap, eo->dump);
     if (rc == DSC_OK) {
         for (int i = 0; i < n * k; i++) {
             out->accuracy += res[i].correct;
@@ -425,7 +450,7 @@ static dsc_status eval_report(dsc_model *m, const dsc_tokenizer *tok, const grpo
                               grpo_callback cb, void *user, double elapsed, eval_result *er) {
     char sample[2048];
     eval_options eo = {o->eval->builtin ? DSC_SPLIT_HELDOUT : DSC_SPLIT_TRAIN, o->eval_n, o->max_new_tokens,
-                       o->max_prompt_tokens, 0.0f, 1, 1};
+                       o->max_prompt_tokens, 0.0f, 1, 1, NULL};
     if (grpo_evaluate(m, tok, o->eval, &eo, &o->reward, er, sample, sizeof sample)) return DSC_ERR;
     eval_result sampled = {0};
     if (o->eval_samples > 0) { /* pass@1 at the rollout temperature, as R1 reports it */
@@ -568,9 +593,9 @@ dsc_status grpo_run(const grpo_options *o, grpo_callback cb, void *user, volatil
                 n_items = j + 1;
             }
             batchgen_options bo = {{o->temperature, 0, o->top_p, 0.0f}, o->max_new_tokens, sp.eos,
-                                   mix(mix(o->seed, (uint64_t)step), (uint64_t)round)};
+                                   dsc_hash64_pair(dsc_hash64_pair(o->seed, (uint64_t)step), (uint64_t)round)};
             batchgen_stats bst;
-            if (rollout(e, tok, items, P, G, &bo, &o->reward, comp, res, &bst, NULL, 0)) goto done;
+            if (rollout(e, tok, items, P, G, &bo, &o->reward, comp, res, &bst, NULL, 0, NULL)) goto done;
             bst_sum.generated += bst.generated;
             bst_sum.prefill_s += bst.prefill_s;
             bst_sum.decode_s += bst.decode_s;
@@ -607,7 +632,7 @@ dsc_status grpo_run(const grpo_options *o, grpo_callback cb, void *user, volatil
         if (o->minibatches > 1 && seq_logprobs(m, seqs, n_seqs, o->micro, o->temperature, &b, false)) goto done;
         float lr = o->lr * (o->warmup > 0 && step < o->warmup ? (float)(step + 1) / (o->warmup + 1) : 1.0f);
         update_stats us = {0};
-        if (n_seqs > 0 && update(m, opt, o, seqs, n_seqs, lr, mix(o->seed ^ 0x5eed, (uint64_t)step), &b, &us))
+        if (n_seqs > 0 && update(m, opt, o, seqs, n_seqs, lr, dsc_hash64_pair(o->seed ^ 0x5eed, (uint64_t)step), &b, &us))
             goto done;
         free_seqs(seqs, n_seqs);
         n_seqs = 0;

@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "dsc.h"
 #include "train/grpo_loss.h"
@@ -88,7 +89,8 @@ dsc_status grpo_run(const grpo_options *o, grpo_callback cb, void *user, volatil
 /* Accuracy of a model on n problems of a source's split with the batched engine: greedy
  * (temperature 0), or pass@1 over `samples` samples a problem at a temperature (as DeepSeek-R1
  * reports it). What `dsc grpo` evaluates, and `dsc eval`. sample (may be NULL, cap bytes)
- * receives the first problem's prompt and completion. */
+ * receives the first problem's prompt and completion; dump (may be NULL) one JSON line per
+ * completion: prompt, answer, completion, correct, formatted, finished. */
 typedef struct {
     dsc_split split;
     int n;
@@ -96,6 +98,7 @@ typedef struct {
     float temperature;
     int samples;
     uint64_t seed;
+    FILE *dump;
 } eval_options;
 typedef struct {
     double accuracy, format, length, finished;
