@@ -156,7 +156,7 @@ static void test_batchgen(void) {
     int32_t p0[5] = {1, 5, 9, 2, 7}, p1[3] = {4, 4, 8}, p2[7] = {3, 1, 4, 1, 5, 9, 2};
     const int32_t *prompts[3] = {p0, p1, p2};
     int lens[3] = {5, 3, 7};
-    batchgen_options bo = {{1.0f, 0, 1.0f, 0.0f}, 12, 3, 42};
+    batchgen_options bo = {{1.0f, 0, 1.0f, 0.0f}, 12, 3, 42, 0};
     /* the same completions whether 12 sequences run at once (rows 12 or 5) or 4 at a time */
     batchgen_completion a[12], b[12], g[3];
     engine *e1 = make_engine(m, 12, 12), *e2 = make_engine(m, 4, 3), *e3 = make_engine(m, 12, 5);
@@ -176,6 +176,36 @@ static void test_batchgen(void) {
             CHECK(a[i].n == 12 || (a[i].finished && a[i].tokens[a[i].n - 1] == 3), "completion %d ends badly", i);
         }
         batchgen_free(b, 12);
+    }
+    /* split over engines side by side (2 and 3 parts, threads as the runtime allows): the same
+     * completions, and the stats add up */
+    for (int parts = 2; parts <= 3; parts++) {
+        engine *es[3] = {make_engine(m, 4, 4), make_engine(m, 8, 3), make_engine(m, 4, 2)};
+        CHECK(es[0] && es[1] && es[2], "engines for the split: %s", dsc_last_error());
+        if (!es[0] || !es[1] || !es[2]) {
+            for (int k = 0; k < 3; k++) engine_free(es[k]);
+            break;
+        }
+        batchgen_stats ps;
+        CHECK(generate_batch_parallel(es, parts, prompts, lens, 3, 4, &bo, b, &ps) == DSC_OK, "split %d: %s", parts,
+              dsc_last_error());
+        for (int i = 0; i < 12; i++)
+            CHECK(a[i].n == b[i].n && !memcmp(a[i].tokens, b[i].tokens, sizeof(int32_t) * a[i].n),
+                  "completion %d differs when split over %d engines", i, parts);
+        CHECK(ps.generated == st.generated && ps.prompt_tokens == 15 && ps.passes > 0,
+              "split stats: generated %ld (one engine %ld), prompt %ld", ps.generated, st.generated, ps.prompt_tokens);
+        batchgen_free(b, 12);
+        for (int k = 0; k < 3; k++) engine_free(es[k]);
+    }
+    /* a part that fails (an engine with too few sequences for 4 copies) fails the call, naming why */
+    {
+        engine *es[2] = {make_engine(m, 8, 4), make_engine(m, 2, 2)};
+        CHECK(es[0] && es[1], "engines: %s", dsc_last_error());
+        if (es[0] && es[1])
+            CHECK(generate_batch_parallel(es, 2, prompts, lens, 3, 4, &bo, b, NULL) == DSC_ERR &&
+                      strstr(dsc_last_error(), "copies") != NULL,
+                  "a failing part: %s", dsc_last_error());
+        for (int k = 0; k < 2; k++) engine_free(es[k]);
     }
     /* copies of one prompt differ (own generators), at least somewhere */
     bool differ = false;

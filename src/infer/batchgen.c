@@ -2,6 +2,7 @@
  * takes as many prompts as the engine has free slots for all their copies; each prompt is
  * prefilled into one sequence, which is forked copies-1 times; then unfinished sequences decode
  * together, max_rows per pass, until all finished or hit max_tokens. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -66,7 +67,7 @@ dsc_status generate_batch(engine *e, const int32_t *const *prompts, const int *p
     }
     for (int i = 0; i < total; i++) {
         seq[i] = -1;
-        dsc_rng_seed(&rng[i], o->seed * 0x9E3779B97F4A7C15ull + (uint64_t)i);
+        dsc_rng_seed(&rng[i], o->seed * 0x9E3779B97F4A7C15ull + o->first_index + (uint64_t)i);
     }
     /* free slots now (the caller may hold sequences of its own); more than all copies never help */
     int free_slots = engine_free_seqs(e);
@@ -151,4 +152,50 @@ out:
     free(scratch);
     free(rng);
     return rc;
+}
+
+dsc_status generate_batch_parallel(engine *const *engines, int n_engines, const int32_t *const *prompts,
+                                   const int *prompt_len, int n_prompts, int copies, const batchgen_options *o,
+                                   batchgen_completion *out, batchgen_stats *stats) {
+    if (n_engines > n_prompts) n_engines = n_prompts > 0 ? n_prompts : 1;
+    if (n_engines <= 1) return generate_batch(engines[0], prompts, prompt_len, n_prompts, copies, o, out, stats);
+    enum { MAX_PARTS = 64 };
+    if (n_engines > MAX_PARTS) n_engines = MAX_PARTS;
+    batchgen_stats part[MAX_PARTS];
+    dsc_status rc[MAX_PARTS];
+    char err[MAX_PARTS][256];
+    double t0 = now_s();
+#pragma omp parallel for num_threads(n_engines) schedule(static, 1)
+    for (int k = 0; k < n_engines; k++) {
+        int p0 = (int)((long)n_prompts * k / n_engines), p1 = (int)((long)n_prompts * (k + 1) / n_engines);
+        batchgen_options ok = *o;
+        ok.first_index = o->first_index + (uint64_t)p0 * copies;
+        rc[k] = generate_batch(engines[k], prompts + p0, prompt_len + p0, p1 - p0, copies, &ok, out + (size_t)p0 * copies,
+                               &part[k]);
+        if (rc[k]) snprintf(err[k], sizeof err[k], "%s", dsc_last_error()); /* errors are per thread */
+    }
+    double wall = now_s() - t0;
+    batchgen_stats st = {0};
+    dsc_status bad = DSC_OK;
+    for (int k = 0; k < n_engines && !bad; k++)
+        if (rc[k]) bad = dsc_set_error("%s", err[k]);
+    for (int k = 0; k < n_engines; k++) {
+        int p0 = (int)((long)n_prompts * k / n_engines), p1 = (int)((long)n_prompts * (k + 1) / n_engines);
+        if (bad && !rc[k]) batchgen_free(out + (size_t)p0 * copies, (p1 - p0) * copies); /* failed parts freed theirs */
+        st.prompt_tokens += part[k].prompt_tokens;
+        st.generated += part[k].generated;
+        st.mean_rows += part[k].mean_rows * part[k].passes;
+        st.passes += part[k].passes;
+        st.prefill_s += part[k].prefill_s;
+        st.decode_s += part[k].decode_s;
+    }
+    /* the parts ran side by side: split the wall time in the proportion of their summed times */
+    double sum = st.prefill_s + st.decode_s;
+    if (sum > 0) {
+        st.prefill_s = wall * st.prefill_s / sum;
+        st.decode_s = wall * st.decode_s / sum;
+    }
+    if (st.passes) st.mean_rows /= st.passes;
+    if (stats) *stats = st;
+    return bad;
 }

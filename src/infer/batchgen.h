@@ -17,6 +17,7 @@ typedef struct {
     int max_tokens;           /* new tokens per completion at most */
     int32_t eos;              /* the completion ends after this token (-1: none) */
     uint64_t seed;
+    uint64_t first_index;     /* completion i draws from generator (seed, first_index + i) */
 } batchgen_options;
 
 typedef struct {
@@ -38,6 +39,14 @@ typedef struct {
  * max_rows rows). stats may be NULL. */
 dsc_status generate_batch(engine *e, const int32_t *const *prompts, const int *prompt_len, int n_prompts, int copies,
                           const batchgen_options *o, batchgen_completion *out, batchgen_stats *stats);
+/* generate_batch over n_engines engines at once, one thread each: the prompts are split into
+ * n_engines contiguous parts. The completions are those of one engine (each keeps its own
+ * generator), so the split changes the speed, never the samples. Small models decode fastest on
+ * one thread a pass (engine.c), so this is how a batch uses several cores. stats: prompt and
+ * generated tokens and passes summed; prefill_s / decode_s the wall time of the whole call. */
+dsc_status generate_batch_parallel(engine *const *engines, int n_engines, const int32_t *const *prompts,
+                                   const int *prompt_len, int n_prompts, int copies, const batchgen_options *o,
+                                   batchgen_completion *out, batchgen_stats *stats);
 void batchgen_free(batchgen_completion *c, int n);
 
 #endif

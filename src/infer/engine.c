@@ -505,8 +505,10 @@ static void forward_rows_all(engine *e, int R, float *logits);
  * decodes 64 rows at about 2,400 tokens/s on one thread and 1,100 on two). */
 #define PARALLEL_MIN_PASS_FLOPS 2e9
 
+bool engine_pass_is_small(const engine *e, int rows) { return e->flops_per_token * rows < PARALLEL_MIN_PASS_FLOPS; }
+
 static void forward_rows(engine *e, int R, float *logits) {
-    if (e->flops_per_token * R >= PARALLEL_MIN_PASS_FLOPS || omp_in_parallel()) {
+    if (!engine_pass_is_small(e, R) || omp_in_parallel()) {
         forward_rows_all(e, R, logits);
         return;
     }

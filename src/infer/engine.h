@@ -44,6 +44,9 @@ int engine_seq_new(engine *e);
 void engine_seq_free(engine *e, int seq);
 /* Sequence slots not in use. */
 int engine_free_seqs(const engine *e);
+/* A pass of this many rows is too small to share between threads: it runs on one (a small
+ * model's decode); several engines side by side then use the cores (generate_batch_parallel). */
+bool engine_pass_is_small(const engine *e, int rows);
 int engine_seq_len(const engine *e, int seq);
 /* A new sequence whose cache is a copy of src's (a group of samples from one prompt prefills it
  * once); -1 if src is not a sequence or no slot is free. */

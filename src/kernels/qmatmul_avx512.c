@@ -481,10 +481,13 @@ static ALWAYS_INLINE void load_group(const qt_type T, const uint8_t *p, int nb, 
 }
 
 /* Asks for the cache lines of one group of weights at p (72 bytes Q4_0, 136 bytes Q8_0). */
+#ifndef Q_PF_HINT
+#define Q_PF_HINT _MM_HINT_T0
+#endif
 static ALWAYS_INLINE void prefetch_group(const qt_type T, const char *p) {
-    _mm_prefetch(p, _MM_HINT_T0);
-    _mm_prefetch(p + 64, _MM_HINT_T0);
-    if (T == QT_Q8_0) _mm_prefetch(p + 128, _MM_HINT_T0);
+    _mm_prefetch(p, Q_PF_HINT);
+    _mm_prefetch(p + 64, Q_PF_HINT);
+    if (T == QT_Q8_0) _mm_prefetch(p + 128, Q_PF_HINT);
 }
 
 /* Row r of W against rows [n0, n0 + NBN) of x over groups [g0, g1). The accumulators start at

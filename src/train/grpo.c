@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,7 +38,7 @@ void grpo_options_default(grpo_options *o) {
     reward_default_options(&o->reward);
     o->prompts = 8;
     o->group = 8;
-    o->max_new_tokens = 160;
+    o->max_new_tokens = 320; /* a 2-digit long multiplication takes up to ~230 tokens */
     o->max_prompt_tokens = 96;
     o->temperature = 1.0f;
     o->top_p = 1.0f;
@@ -81,6 +82,42 @@ static dsc_status build_engine(const dsc_model *m, int max_seqs, int max_ctx, en
     return DSC_OK;
 }
 
+/* The engines of a batch of rollouts: one per thread when the model's decode passes are too small
+ * to share between threads (each engine then decodes its part of the prompts on its own core),
+ * else one. Each holds room for max_seqs / n sequences (whole groups of `copies`). */
+enum { MAX_ENGINES = 16 };
+typedef struct {
+    engine *e[MAX_ENGINES];
+    int n;
+} engine_set;
+
+static void free_engines(engine_set *es) {
+    for (int i = 0; i < es->n; i++) engine_free(es->e[i]);
+    es->n = 0;
+}
+
+static dsc_status build_engines(const dsc_model *m, int max_seqs, int copies, int max_ctx, engine_set *es) {
+    int n = omp_get_max_threads(), groups = (max_seqs + copies - 1) / copies;
+    n = n > MAX_ENGINES ? MAX_ENGINES : n > groups ? groups : n < 1 ? 1 : n;
+    int each = (groups + n - 1) / n * copies;
+    es->n = 0;
+    if (build_engine(m, n > 1 ? each : max_seqs, max_ctx, &es->e[0])) return DSC_ERR;
+    es->n = 1;
+    if (n == 1) return DSC_OK;
+    if (!engine_pass_is_small(es->e[0], engine_max_rows(es->e[0]))) { /* big passes: one engine, all threads */
+        free_engines(es);
+        if (build_engine(m, max_seqs, max_ctx, &es->e[0])) return DSC_ERR;
+        es->n = 1;
+        return DSC_OK;
+    }
+    for (; es->n < n; es->n++)
+        if (build_engine(m, each, max_ctx, &es->e[es->n])) {
+            free_engines(es);
+            return DSC_ERR;
+        }
+    return DSC_OK;
+}
+
 /* One problem and its prompt tokens. */
 typedef struct {
     dsc_problem prob;
@@ -101,7 +138,6 @@ static dsc_status make_prompt(const dsc_tokenizer *tok, const dsc_problem *p, in
     return DSC_OK;
 }
 
-/* Samples `copies` completions of each prompt and scores them: rewards/results [n*copies]. */
 /* One JSON line of a scored completion (dsc eval --dump). A sampled completion may hold bytes
  * that are not UTF-8 (byte tokens cut a character): each invalid byte is written as U+FFFD. */
 static dsc_status dump_completion(FILE *f, const dsc_problem *p, const char *text, const reward_result *r) {
@@ -132,7 +168,8 @@ static dsc_status dump_completion(FILE *f, const dsc_problem *p, const char *tex
     return DSC_OK;
 }
 
-static dsc_status rollout(engine *e, const dsc_tokenizer *tok, const prompt_item *items, int n, int copies,
+/* Samples `copies` completions of each prompt and scores them: rewards/results [n*copies]. */
+static dsc_status rollout(const engine_set *es, const dsc_tokenizer *tok, const prompt_item *items, int n, int copies,
                           const batchgen_options *bo, const reward_options *ro, batchgen_completion *comp,
                           reward_result *res, batchgen_stats *st, char *sample, size_t cap, FILE *dump) {
     const int32_t **pp = malloc(sizeof *pp * (n > 0 ? n : 1));
@@ -143,7 +180,7 @@ static dsc_status rollout(engine *e, const dsc_tokenizer *tok, const prompt_item
         pp[i] = items[i].ids;
         pl[i] = (int)items[i].n;
     }
-    if (rc == DSC_OK) rc = generate_batch(e, pp, pl, n, copies, bo, comp, st);
+    if (rc == DSC_OK) rc = generate_batch_parallel(es->e, es->n, pp, pl, n, copies, bo, comp, st);
     for (int i = 0; rc == DSC_OK && i < n * copies; i++) {
         char *text;
         size_t len;
@@ -175,7 +212,7 @@ dsc_status grpo_evaluate(dsc_model *m, const dsc_tokenizer *tok, const task_sour
     prompt_item *items = calloc((size_t)n, sizeof *items);
     batchgen_completion *comp = calloc((size_t)n * k, sizeof *comp);
     reward_result *res = calloc((size_t)n * k, sizeof *res);
-    engine *e = NULL;
+    engine_set es = {{NULL}, 0};
     dsc_status rc = DSC_OK;
     if (!items || !comp || !res) rc = dsc_set_error("out of memory");
     for (int i = 0; rc == DSC_OK && i < n; i++) {
@@ -187,10 +224,10 @@ dsc_status grpo_evaluate(dsc_model *m, const dsc_tokenizer *tok, const task_sour
     dsc_tokenizer_specials(tok, &sp);
     int seqs = n * k < 64 ? n * k : 64;
     if (seqs < k) seqs = k;
-    if (rc == DSC_OK) rc = build_engine(m, seqs, eo->max_prompt_tokens + eo->max_new_tokens + 1, &e);
-    batchgen_options bo = {{eo->temperature, 0, 1.0f, 0.0f}, eo->max_new_tokens, sp.eos, eo->seed};
+    if (rc == DSC_OK) rc = build_engines(m, seqs, k, eo->max_prompt_tokens + eo->max_new_tokens + 1, &es);
+    batchgen_options bo = {{eo->temperature, 0, 1.0f, 0.0f}, eo->max_new_tokens, sp.eos, eo->seed, 0};
     batchgen_stats st;
-    if (rc == DSC_OK) rc = rollout(e, tok, items, n, k, &bo, ro, comp, res, &st, sample, cap, eo->dump);
+    if (rc == DSC_OK) rc = rollout(&es, tok, items, n, k, &bo, ro, comp, res, &st, sample, cap, eo->dump);
     if (rc == DSC_OK) {
         for (int i = 0; i < n * k; i++) {
             out->accuracy += res[i].correct;
@@ -207,7 +244,7 @@ dsc_status grpo_evaluate(dsc_model *m, const dsc_tokenizer *tok, const task_sour
         out->tok_s = st.generated / (st.prefill_s + st.decode_s + 1e-9);
         batchgen_free(comp, n * k);
     }
-    engine_free(e);
+    free_engines(&es);
     if (items) free_prompts(items, n);
     free(items);
     free(comp);
@@ -496,7 +533,7 @@ dsc_status grpo_run(const grpo_options *o, grpo_callback cb, void *user, volatil
     dsc_model *m = NULL, *ref = NULL;
     adamw *opt = NULL;
     dsc_tokenizer *tok = NULL;
-    engine *e = NULL;
+    engine_set es = {{NULL}, 0};
     FILE *metrics = NULL;
     char *hp = hparams_json(o), *stored_hp = NULL;
     int P = o->prompts, G = o->group, n_max = P * G;
@@ -577,7 +614,7 @@ dsc_status grpo_run(const grpo_options *o, grpo_callback cb, void *user, volatil
     while (step < o->steps) {
         double t0 = runlog_now();
         /* ---- rollouts: rounds of P prompts until P informative groups (or max_rounds) ---- */
-        if (build_engine(m, n_max, T_max + 1, &e)) goto done;
+        if (build_engines(m, n_max, G, T_max + 1, &es)) goto done;
         batchgen_stats bst_sum = {0};
         double r_sum = 0, acc_sum = 0, fmt_sum = 0, len_sum = 0, fin_sum = 0;
         int sampled = 0, kept = 0, rounds = 0;
@@ -593,9 +630,9 @@ dsc_status grpo_run(const grpo_options *o, grpo_callback cb, void *user, volatil
                 n_items = j + 1;
             }
             batchgen_options bo = {{o->temperature, 0, o->top_p, 0.0f}, o->max_new_tokens, sp.eos,
-                                   dsc_hash64_pair(dsc_hash64_pair(o->seed, (uint64_t)step), (uint64_t)round)};
+                                   dsc_hash64_pair(dsc_hash64_pair(o->seed, (uint64_t)step), (uint64_t)round), 0};
             batchgen_stats bst;
-            if (rollout(e, tok, items, P, G, &bo, &o->reward, comp, res, &bst, NULL, 0, NULL)) goto done;
+            if (rollout(&es, tok, items, P, G, &bo, &o->reward, comp, res, &bst, NULL, 0, NULL)) goto done;
             bst_sum.generated += bst.generated;
             bst_sum.prefill_s += bst.prefill_s;
             bst_sum.decode_s += bst.decode_s;
@@ -624,8 +661,7 @@ dsc_status grpo_run(const grpo_options *o, grpo_callback cb, void *user, volatil
             n_items = 0;
             if (!o->dynamic_sampling) break;
         }
-        engine_free(e);
-        e = NULL;
+        free_engines(&es);
         double t1 = runlog_now();
         /* ---- reference and old log-probabilities, then μ optimizer steps ---- */
         if (ref && seq_logprobs(ref, seqs, n_seqs, o->micro, o->temperature, &b, true)) goto done;
@@ -718,7 +754,7 @@ dsc_status grpo_run(const grpo_options *o, grpo_callback cb, void *user, volatil
     rc = write_plot(path, svg, o->max_new_tokens);
 done:
     if (metrics) fclose(metrics);
-    engine_free(e);
+    free_engines(&es);
     if (comp) batchgen_free(comp, n_max);
     if (items) free_prompts(items, n_items);
     if (seqs) free_seqs(seqs, n_seqs);
