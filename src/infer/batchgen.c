@@ -164,10 +164,12 @@ dsc_status generate_batch_parallel(engine *const *engines, int n_engines, const 
     batchgen_stats part[MAX_PARTS];
     dsc_status rc[MAX_PARTS];
     char err[MAX_PARTS][256];
+    int first[MAX_PARTS + 1]; /* part k: prompts [first[k], first[k + 1]) */
+    for (int k = 0; k <= n_engines; k++) first[k] = (int)((long)n_prompts * k / n_engines);
     double t0 = now_s();
 #pragma omp parallel for num_threads(n_engines) schedule(static, 1)
     for (int k = 0; k < n_engines; k++) {
-        int p0 = (int)((long)n_prompts * k / n_engines), p1 = (int)((long)n_prompts * (k + 1) / n_engines);
+        int p0 = first[k], p1 = first[k + 1];
         batchgen_options ok = *o;
         ok.first_index = o->first_index + (uint64_t)p0 * copies;
         rc[k] = generate_batch(engines[k], prompts + p0, prompt_len + p0, p1 - p0, copies, &ok, out + (size_t)p0 * copies,
@@ -180,8 +182,8 @@ dsc_status generate_batch_parallel(engine *const *engines, int n_engines, const 
     for (int k = 0; k < n_engines && !bad; k++)
         if (rc[k]) bad = dsc_set_error("%s", err[k]);
     for (int k = 0; k < n_engines; k++) {
-        int p0 = (int)((long)n_prompts * k / n_engines), p1 = (int)((long)n_prompts * (k + 1) / n_engines);
-        if (bad && !rc[k]) batchgen_free(out + (size_t)p0 * copies, (p1 - p0) * copies); /* failed parts freed theirs */
+        if (bad && !rc[k]) /* failed parts freed theirs */
+            batchgen_free(out + (size_t)first[k] * copies, (first[k + 1] - first[k]) * copies);
         st.prompt_tokens += part[k].prompt_tokens;
         st.generated += part[k].generated;
         st.mean_rows += part[k].mean_rows * part[k].passes;
