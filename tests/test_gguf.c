@@ -358,7 +358,7 @@ static void test_tokenizer_and_cli(void) {
     FILE *f = fopen(text, "w");
     for (int i = 0; i < 200; i++) fprintf(f, "the quick brown fox %d jumps over the lazy dog; 東京 %d\n", i, i * 7);
     fclose(f);
-    dsc_bpe_options bo = {290, 2, 0, 1};
+    dsc_bpe_options bo = {.vocab_size = 290, .min_frequency = 2, .threads = 1};
     dsc_tokenizer *tok;
     const char *files[1] = {text};
     if (dsc_tokenizer_train(files, 1, &bo, &tok)) {

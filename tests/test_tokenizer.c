@@ -101,6 +101,48 @@ static void test_train_small(dsc_tokenizer **out) {
     *out = t;
 }
 
+/* ---- digit runs: max_digits 1 keeps every digit a token of its own ------------------------------ */
+
+/* Numbers repeated many times: with DeepSeek-V3's runs (3) "38" and "114" become tokens; with
+ * max_digits 1 no merge may join two digits, so "1140 38" encodes digit by digit. */
+static void test_train_digits(void) {
+    char corpus[4096] = "";
+    for (int i = 0; i < 100; i++) strcat(corpus, "38 1140 x38\n");
+    write_file("tok_digits.txt", corpus, strlen(corpus));
+    const char *files[] = {"tok_digits.txt"};
+    for (int digits = 1; digits <= 3; digits += 2) {
+        dsc_bpe_options o = {.vocab_size = 300, .min_frequency = 2, .max_digits = digits};
+        dsc_tokenizer *t = NULL;
+        CHECK(dsc_tokenizer_train(files, 1, &o, &t) == DSC_OK, "train digits %d: %s", digits, dsc_last_error());
+        if (!t) continue;
+        int digit_merges = 0;
+        for (int r = 0; r < t->n_merges; r++) {
+            size_t la, lb;
+            const char *a = strmap_key(&t->vocab, (size_t)t->vocab_of_id[t->merges[r].a], &la);
+            const char *b = strmap_key(&t->vocab, (size_t)t->vocab_of_id[t->merges[r].b], &lb);
+            digit_merges += a[la - 1] >= '0' && a[la - 1] <= '9' && b[0] >= '0' && b[0] <= '9';
+        }
+        size_t n;
+        int32_t *ids = roundtrip(t, "1140 38", 7, true, &n, "train digits");
+        if (digits == 1) {
+            CHECK(digit_merges == 0, "train digits 1: %d merges join two digits", digit_merges);
+            /* 1 1 4 0 " " 3 8: the space stands alone before a digit (DeepSeek's word regex) */
+            CHECK(ids && n == 7, "train digits 1: \"1140 38\" gives %zu tokens, expected 7", n);
+            for (size_t i = 0; ids && i < n; i++)
+                CHECK(i == 4 || ids[i] == t->byte_id[(uint8_t)"1140 38"[i]], "train digits 1: token %zu is %d", i,
+                      ids[i]);
+        } else {
+            CHECK(digit_merges >= 2, "train digits 3: %d digit merges, expected \"38\" and \"114\"", digit_merges);
+            CHECK(ids && n == 4, "train digits 3: \"1140 38\" gives %zu tokens, expected 4 (114 0 ' ' 38)", n);
+        }
+        free(ids);
+        dsc_tokenizer_free(t);
+    }
+    dsc_pretok p;
+    CHECK(pretok_deepseek_v3(&p, 4) == DSC_ERR && strstr(dsc_last_error(), "asked 4"),
+          "pretok: 4-digit runs must be refused: %s", dsc_last_error());
+}
+
 /* ---- the incremental merge loop against a naive recount ------------------------------------------ */
 
 /* Words of 1-4 of the letters a-e (skewed letter frequencies), lines of 12: the pieces are "word",
@@ -401,7 +443,7 @@ static void test_pretok(void) {
     check_split("Removed", true, s, "[-][-][-]");
     /* DeepSeek-V3's regexes; invalid bytes are pieces of their own */
     dsc_pretok p;
-    CHECK(pretok_deepseek_v3(&p) == DSC_OK, "DeepSeek-V3 pre-tokenizer: %s", dsc_last_error());
+    CHECK(pretok_deepseek_v3(&p, 3) == DSC_OK, "DeepSeek-V3 pre-tokenizer: %s", dsc_last_error());
     pcre2_match_data *md = pretok_match_data(&p);
     struct {
         const char *in, *want;
@@ -603,7 +645,7 @@ static void test_deepseek_v3(void) {
     }
     /* dsc's copy of the pre-tokenizer is DeepSeek's, field for field */
     dsc_pretok p;
-    CHECK(pretok_deepseek_v3(&p) == DSC_OK && json_equal(p.config, t->pretok.config),
+    CHECK(pretok_deepseek_v3(&p, 3) == DSC_OK && json_equal(p.config, t->pretok.config),
           "DeepSeek-V3: dsc's pre-tokenizer differs from the file's");
     pretok_free(&p);
     /* scan and heap BPE agree on long pieces with the real merges */
@@ -643,6 +685,7 @@ int main(void) {
     dsc_tokenizer_free(part);
     dsc_tokenizer_free(small);
     test_train_vs_naive();
+    test_train_digits();
     test_random_roundtrip();
     test_pretok();
     test_deepseek_v3();

@@ -16,17 +16,20 @@ static int train(int argc, char **argv) {
                          {"min-frequency", true, "never merge a pair seen fewer times (default 2)", NULL},
                          {"max-bytes", true, "read at most this many bytes of the files (default: all)", NULL},
                          {"threads", true, "threads for counting words (default: all cores)", NULL},
+                         {"max-digits", true,
+                          "digits one number token may hold, 1-3 (default 3, DeepSeek-V3's; 1: every digit a token)",
+                          NULL},
                          {NULL, false, NULL, NULL}};
     const char *usage = "usage: dsc tokenizer train --vocab-size N --out tokenizer.json FILE...";
     char *files[argc > 0 ? argc : 1];
     int n_files = args_take_positional(&argc, argv, opts, files);
     int rc = args_parse(argc, argv, opts, usage);
     if (rc) return rc == 2 ? 0 : 2;
-    long long vocab, minf, maxb, threads;
+    long long vocab, minf, maxb, threads, digits;
     if (!args_int(opts, "vocab-size", 0, 263, 1 << 30, &vocab) ||
         !args_int(opts, "min-frequency", 2, 1, 1 << 30, &minf) ||
         !args_int(opts, "max-bytes", 0, 0, (long long)1 << 50, &maxb) ||
-        !args_int(opts, "threads", 0, 0, 1024, &threads))
+        !args_int(opts, "threads", 0, 0, 1024, &threads) || !args_int(opts, "max-digits", 3, 1, 3, &digits))
         return 2;
     const char *out = args_get(opts, "out");
     if (!args_get(opts, "vocab-size") || !out || n_files == 0) {
@@ -40,7 +43,8 @@ static int train(int argc, char **argv) {
     }
     if (maxb && bytes > (size_t)maxb) bytes = (size_t)maxb;
     dsc_bpe_options o = {
-        .vocab_size = (int)vocab, .min_frequency = (int)minf, .max_bytes = (size_t)maxb, .threads = (int)threads};
+        .vocab_size = (int)vocab, .min_frequency = (int)minf, .max_bytes = (size_t)maxb, .threads = (int)threads,
+                         .max_digits = (int)digits};
     struct timespec a, b;
     clock_gettime(CLOCK_MONOTONIC, &a);
     dsc_tokenizer *t;

@@ -21,7 +21,7 @@ static const char *const SPECIALS[] = {TOK_BOS, TOK_EOS, TOK_PAD, TOK_USER, TOK_
 
 /* ---- the untrained tokenizer: specials, bytes, DeepSeek-V3's pre-tokenizer ------------------ */
 
-static int skeleton(dsc_tokenizer **out) {
+static int skeleton(int max_digits, dsc_tokenizer **out) {
     dsc_tokenizer *t = calloc(1, sizeof *t);
     *out = t;
     if (!t || strmap_init(&t->vocab, 1024)) return dsc_set_error("tokenizer train: out of memory");
@@ -44,7 +44,7 @@ static int skeleton(dsc_tokenizer **out) {
         if (strmap_insert(&t->vocab, s, bytelevel_encode(&byte, 1, s), (uint64_t)(N_SPECIALS + b), NULL, NULL))
             return DSC_ERR;
     }
-    if (pretok_deepseek_v3(&t->pretok)) return DSC_ERR;
+    if (pretok_deepseek_v3(&t->pretok, max_digits)) return DSC_ERR;
     t->post_processor = json_pack("{s:s, s:b, s:b, s:b}", "type", "ByteLevel", "add_prefix_space", 1, "trim_offsets", 0,
                                   "use_regex", 1);
     t->decoder = json_pack("{s:s, s:b, s:b, s:b}", "type", "ByteLevel", "add_prefix_space", 1, "trim_offsets", 1,
@@ -402,7 +402,7 @@ dsc_status dsc_tokenizer_train(const char *const *files, int n_files, const dsc_
         dsc_set_error("tokenizer train: out of memory");
         goto done;
     }
-    if (skeleton(&t)) goto done;
+    if (skeleton(opt->max_digits ? opt->max_digits : 3, &t)) goto done;
     for (int i = 0; i < n_files && budget; i++) {
         if (dsc_map_file(files[i], &maps[i])) goto done;
         size_t n = maps[i].size < budget ? maps[i].size : budget;

@@ -14,8 +14,8 @@
 /* GPT-2's split regex, which ByteLevel applies when use_regex is true. */
 static const char GPT2_REGEX[] = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
 
-/* DeepSeek-V3's three Split regexes, exactly as in its tokenizer.json. */
-static const char DSV3_DIGITS[] = "\\p{N}{1,3}";
+/* DeepSeek-V3's three Split regexes, exactly as in its tokenizer.json (the digits' one is
+ * "\p{N}{1,3}", written by pretok_deepseek_v3 with its run length). */
 static const char DSV3_CJK[] = "[\u4e00-\u9fa5\u3040-\u309f\u30a0-\u30ff]+";
 static const char DSV3_WORDS[] = "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+"
                                  "|[^\r\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+"
@@ -201,11 +201,16 @@ fail:
     return DSC_ERR;
 }
 
-int pretok_deepseek_v3(dsc_pretok *out) {
+int pretok_deepseek_v3(dsc_pretok *out, int max_digits) {
+    if (max_digits < 1 || max_digits > 3)
+        return dsc_set_error("tokenizer: digit runs of 1 to 3 digits, asked %d", max_digits);
+    char digits[16];
+    if (max_digits == 1) snprintf(digits, sizeof digits, "\\p{N}");
+    else snprintf(digits, sizeof digits, "\\p{N}{1,%d}", max_digits);
     json_t *j =
         json_pack("{s:s, s:[{s:s, s:{s:s}, s:s, s:b}, {s:s, s:{s:s}, s:s, s:b}, {s:s, s:{s:s}, s:s, s:b},"
                   " {s:s, s:b, s:b, s:b}]}",
-                  "type", "Sequence", "pretokenizers", "type", "Split", "pattern", "Regex", DSV3_DIGITS, "behavior",
+                  "type", "Sequence", "pretokenizers", "type", "Split", "pattern", "Regex", digits, "behavior",
                   "Isolated", "invert", 0, "type", "Split", "pattern", "Regex", DSV3_CJK, "behavior", "Isolated",
                   "invert", 0, "type", "Split", "pattern", "Regex", DSV3_WORDS, "behavior", "Isolated", "invert", 0,
                   "type", "ByteLevel", "add_prefix_space", 0, "trim_offsets", 1, "use_regex", 0);

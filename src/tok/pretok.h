@@ -36,8 +36,9 @@ typedef struct {
 /* Reads the pre_tokenizer object j. Errors read "PATH: pre_tokenizer.FIELD: ...". */
 int pretok_from_json(const json_t *j, const char *path, dsc_pretok *out);
 /* DeepSeek-V3's pre-tokenizer (digits in runs of 1-3, CJK runs, then the word regex), which
- * `dsc tokenizer train` uses. */
-int pretok_deepseek_v3(dsc_pretok *out);
+ * `dsc tokenizer train` uses. max_digits (1-3) caps the digit runs: 3 is DeepSeek-V3's own; 1
+ * makes every digit a piece of its own, so no number is ever a merged token. */
+int pretok_deepseek_v3(dsc_pretok *out, int max_digits);
 void pretok_free(dsc_pretok *p);
 
 /* Scratch space for one thread's matching. */

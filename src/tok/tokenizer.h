@@ -59,6 +59,7 @@ typedef struct {
     int min_frequency;     /* a pair seen fewer times is never merged (default 2) */
     size_t max_bytes;      /* read at most this many bytes of input (0: all) */
     int threads;           /* 0: all cores */
+    int max_digits;        /* digits a number piece may hold, 1-3 (0: 3, DeepSeek-V3's) */
 } dsc_bpe_options;
 dsc_status dsc_tokenizer_train(const char *const *files, int n_files, const dsc_bpe_options *opt,
                                dsc_tokenizer **out);
