@@ -3,14 +3,14 @@
 #   1. cold start: `dsc sft` on generated worked problems (loss on the assistant tokens only);
 #   2. `dsc grpo` on the same task (rule-based rewards, held-out accuracy every 10 steps).
 # For arithmetic (1-2 digit operands) and then countdown (3-4 numbers). Each stage has a time
-# limit (minutes): SFT_MINUTES (10) and SFT2_MINUTES (30) for the two cold-start
+# limit (minutes): SFT_MINUTES (20) and SFT2_MINUTES (40) for the two cold-start
 # stages, GRPO_MINUTES (30), COUNTDOWN_GRPO_MINUTES (10).
 # Output: out/rl/{arith,countdown}/{sft,grpo}; the GRPO plots are out/rl/*/grpo/grpo.svg.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dsc=./build/dsc
-sft_min=${SFT_MINUTES:-10}
-sft2_min=${SFT2_MINUTES:-30}
+sft_min=${SFT_MINUTES:-20}
+sft2_min=${SFT2_MINUTES:-40}
 grpo_min=${GRPO_MINUTES:-30}
 cd_grpo_min=${COUNTDOWN_GRPO_MINUTES:-10}
 test -d out/run || { echo "rl.sh: run run.sh first (it pretrains out/run)" >&2; exit 1; }
@@ -19,18 +19,19 @@ mkdir -p out/rl
 # per rollout batch at lr 2e-5 (smaller batches or larger rates lowered held-out accuracy), Dr.
 # GRPO advantages (no std division), no format reward (the cold start taught it; with one,
 # format-only differences dominated and shortened the reasoning), KL 0.04 to the SFT model,
-# rollouts at temperature 0.7 (the loss uses the same tempered policy), 320 new tokens (a 2-digit
-# long multiplication takes up to ~230), held-out greedy accuracy every 10 steps.
+# rollouts at temperature 0.7 (the loss uses the same tempered policy), 448 new tokens (a 2-digit
+# long multiplication with its column additions takes up to ~400), held-out greedy accuracy
+# every 10 steps.
 grpo_opts=(--prompts 16 --group 8 --minibatches 1 --lr 2e-5 --beta 0.04 --no-std --format-reward 0
-           --temperature 0.7 --max-new-tokens 320 --eval-every 10 --eval-n 200 --steps 1000)
+           --temperature 0.7 --max-new-tokens 448 --eval-every 10 --eval-n 200 --steps 1000)
 
 # Cold start in two stages: 400 steps at lr 1e-3 from the pretrained model (OUT/sft1), then 800
 # more at 5e-4 over a fresh order of the same problems (OUT/sft). Accuracy jumps late: on 1-2
 # digit arithmetic 36% after the first stage, 76.5% after the second (docs/RESULTS.md).
 cold_start() { # DATA OUT
-  $dsc sft --model out/run --data "$1" --out "$2/sft1" --steps 400 --batch 16 --seq 256 --lr 1e-3 --warmup 20 \
+  $dsc sft --model out/run --data "$1" --out "$2/sft1" --steps 400 --batch 16 --seq 448 --lr 1e-3 --warmup 20 \
     --eval-every 100 --eval-batches 8 --save-every 100 --log-every 20 --time-limit "$sft_min"
-  $dsc sft --model "$2/sft1" --data "$1" --out "$2/sft" --steps 800 --batch 16 --seq 256 --lr 5e-4 --warmup 20 \
+  $dsc sft --model "$2/sft1" --data "$1" --out "$2/sft" --steps 800 --batch 16 --seq 448 --lr 5e-4 --warmup 20 \
     --eval-every 200 --eval-batches 8 --save-every 200 --log-every 20 --seed 2 --time-limit "$sft2_min"
 }
 

@@ -114,6 +114,9 @@ static void test_task_sources(void) {
                "\"target\": 10}\n");
     fclose(f);
     CHECK(task_source_jsonl(&s, path) == DSC_OK && s.n_items == 2, "jsonl: %s", dsc_last_error());
+    CHECK(task_source_get(&s, DSC_SPLIT_TRAIN, 2, &p1) == DSC_OK && p1.task == DSC_TASK_ARITHMETIC &&
+              !strcmp(p1.prompt, "What is 2 + 2?") && !strcmp(p1.answer, "4"),
+          "line 1 again at index 2 (the blank line skipped)");
     CHECK(task_source_get(&s, DSC_SPLIT_TRAIN, 3, &p1) == DSC_OK && p1.task == DSC_TASK_COUNTDOWN, "index wraps");
     reward_options ro;
     reward_default_options(&ro);

@@ -23,7 +23,7 @@
         SYNTH_OPTIONS, /* here max-digits defaults to 2 and max-numbers to 4 */                                      \
         {"task-seed", true, "seed of the training problems (default 1)", NULL},                                        \
         {"format-reward", true, "reward of a well-formed <think>...</think> answer (default 0.1)", NULL},              \
-        {"max-new-tokens", true, "completion length limit (default 320)", NULL},                                       \
+        {"max-new-tokens", true, "completion length limit (default 448)", NULL},                                       \
         {"max-prompt-tokens", true, "longest prompt accepted (default 96)", NULL},                                     \
         {"tokenizer", true, "tokenizer.json (default MODEL/tokenizer.json)", NULL}
 
@@ -279,7 +279,7 @@ int cmd_eval(int argc, char **argv) {
     }
     reward_options ro;
     reward_default_options(&ro);
-    int max_new = 320, max_prompt = 96;
+    int max_new = 448, max_prompt = 96;
     task_pair tp;
     if ((rc = parse_tasks(opts, "eval", &tp, &ro, &max_new, &max_prompt))) return rc;
     dsc_model *m = NULL;

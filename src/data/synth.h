@@ -38,7 +38,7 @@ void dsc_synth_default_options(dsc_synth_options *o);
 typedef struct {
     dsc_task task;
     char prompt[512];
-    char reasoning[16384];  /* worked steps, without the <think> tags; "" for none */
+    char reasoning[65536];  /* worked steps, without the <think> tags; "" for none */
     char answer[256];       /* the reference answer, exactly as rendered after </think> */
     /* what the checkers need beyond the answer (countdown) */
     int n_numbers;

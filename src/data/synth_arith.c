@@ -1,6 +1,7 @@
 /* synth_arith.c: the arithmetic task: a + b, a - b, a * b with 1..max_digits-digit operands
  * (either may be negative), worked the way it is taught: the signs reduced to an operation on
- * sizes, then columns with carries or borrows, or long multiplication by partial products.
+ * sizes, then columns with carries or borrows, or long multiplication by partial products (each
+ * digit written with its carry, the partial products summed by columns like an addition).
  * Every reasoning line is "label: equation, equation, note" so tests can re-check each step. */
 #include <string.h>
 
@@ -71,7 +72,8 @@ static void sub_columns(sbuf *sb, const dec *a, const dec *b, dec *s) {
     if (s->n < before) sb_printf(sb, "drop the leading zeros\n");
 }
 
-/* p = a * b by partial products, a line per digit of b and per running sum. */
+/* p = a * b by partial products: a line per digit of b, then the column addition of each
+ * partial product to the sum so far. */
 static void mul_long(sbuf *sb, const dec *a, const dec *b, dec *p) {
     char as[DEC_MAX + 1], ps[DEC_MAX + 2], ss[DEC_MAX + 2], ts[DEC_MAX + 2];
     dec_str(a, as);
@@ -93,6 +95,9 @@ static void mul_long(sbuf *sb, const dec *a, const dec *b, dec *p) {
             if (a->n == 1) break;
             if (carry) sb_printf(sb, "%d * %d + %d = %d, ", a->d[i], y, carry, t);
             else sb_printf(sb, "%d * %d = %d, ", a->d[i], y, t);
+            /* the digit written and the carry, as in the columns of an addition */
+            if (i + 1 < a->n) sb_printf(sb, "write %d, carry %d, ", t % 10, t / 10);
+            else sb_printf(sb, "write %d, ", t);
             carry = t / 10;
         }
         part.n = a->n;
@@ -117,18 +122,13 @@ static void mul_long(sbuf *sb, const dec *a, const dec *b, dec *p) {
             have = true;
             continue;
         }
+        /* the running sum by columns, exactly as an addition problem is worked */
         dec sum = {0, {0}};
-        int c = 0, n = total.n > part.n ? total.n : part.n;
-        for (int i = 0; i < n; i++) {
-            int t = digit_at(&total, i) + digit_at(&part, i) + c;
-            sum.d[i] = (unsigned char)(t % 10);
-            c = t / 10;
-        }
-        sum.n = n;
-        if (c) sum.d[sum.n++] = (unsigned char)c;
         dec_str(&total, ts);
+        sb_printf(sb, "add the partial products %s + %s column by column, from the ones digit\n", ts, ps);
+        add_columns(sb, &total, &part, &sum);
         dec_str(&sum, ss);
-        sb_printf(sb, "running sum: %s + %s = %s\n", ts, ps, ss);
+        sb_printf(sb, "so %s + %s = %s\n", ts, ps, ss);
         total = sum;
     }
     *p = total;

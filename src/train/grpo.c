@@ -38,7 +38,7 @@ void grpo_options_default(grpo_options *o) {
     reward_default_options(&o->reward);
     o->prompts = 8;
     o->group = 8;
-    o->max_new_tokens = 320; /* a 2-digit long multiplication takes up to ~230 tokens */
+    o->max_new_tokens = 448; /* a 2-digit long multiplication with signs takes up to ~400 tokens */
     o->max_prompt_tokens = 96;
     o->temperature = 1.0f;
     o->top_p = 1.0f;

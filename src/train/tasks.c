@@ -24,48 +24,53 @@ dsc_status task_source_jsonl(task_source *s, const char *path) {
     memset(s, 0, sizeof *s);
     FILE *f = fopen(path, "r");
     if (!f) return dsc_set_error("%s: cannot open: %s", path, strerror(errno));
+    dsc_problem *probe = malloc(sizeof *probe);
     char *line = NULL;
     size_t cap = 0;
     ssize_t len;
     int lineno = 0, n = 0, ncap = 0;
-    dsc_status rc = DSC_OK;
-    while ((len = getline(&line, &cap, f)) >= 0) {
+    dsc_status rc = probe ? DSC_OK : dsc_set_error("%s: out of memory", path);
+    while (rc == DSC_OK && (len = getline(&line, &cap, f)) >= 0) {
         lineno++;
         while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
         if (len == 0) continue;
+        if (dsc_synth_from_json(line, probe)) {
+            rc = dsc_set_error("%s:%d: %s", path, lineno, dsc_last_error());
+            break;
+        }
         if (n == ncap) {
             ncap = ncap ? 2 * ncap : 64;
-            dsc_problem *p = realloc(s->items, sizeof(dsc_problem) * ncap);
+            char **p = realloc(s->lines, sizeof *p * (size_t)ncap);
             if (!p) {
                 rc = dsc_set_error("%s: out of memory at line %d", path, lineno);
                 break;
             }
-            s->items = p;
+            s->lines = p;
         }
-        if (dsc_synth_from_json(line, &s->items[n])) {
-            rc = dsc_set_error("%s:%d: %s", path, lineno, dsc_last_error());
+        if (!(s->lines[n] = strdup(line))) {
+            rc = dsc_set_error("%s: out of memory at line %d", path, lineno);
             break;
         }
-        n++;
+        s->n_items = ++n;
     }
     free(line);
+    free(probe);
     fclose(f);
     if (rc == DSC_OK && n == 0) rc = dsc_set_error("%s: no problems (expected JSONL lines)", path);
-    s->n_items = n;
     if (rc) task_source_free(s);
     return rc;
 }
 
 void task_source_free(task_source *s) {
-    free(s->items);
+    for (int i = 0; s->lines && i < s->n_items; i++) free(s->lines[i]);
+    free(s->lines);
     memset(s, 0, sizeof *s);
 }
 
 dsc_status task_source_get(const task_source *s, dsc_split split, uint64_t index, dsc_problem *out) {
     if (s->builtin) return dsc_synth_generate(s->task, split, s->seed, index, &s->synth, out);
     if (s->n_items <= 0) return dsc_set_error("task source: no problems");
-    *out = s->items[index % (uint64_t)s->n_items];
-    return DSC_OK;
+    return dsc_synth_from_json(s->lines[index % (uint64_t)s->n_items], out);
 }
 
 const char *task_source_name(const task_source *s) { return s->builtin ? dsc_task_name(s->task) : "jsonl"; }

@@ -17,7 +17,8 @@ typedef struct {
     dsc_task task;                /* builtin */
     dsc_synth_options synth;
     uint64_t seed;
-    dsc_problem *items;           /* JSONL: the problems, in file order */
+    char **lines;                 /* JSONL: the problems' lines, in file order, checked when read and
+                                   * parsed again when drawn (a dsc_problem holds 64 KB of worked steps) */
     int n_items;
 } task_source;
 
