@@ -27,7 +27,7 @@ grpo_opts=(--prompts 16 --group 8 --minibatches 1 --lr 2e-5 --beta 0.04 --no-std
 
 # Cold start in two stages: 400 steps at lr 1e-3 from the pretrained model (OUT/sft1), then 800
 # more at 5e-4 over a fresh order of the same problems (OUT/sft). Accuracy jumps late: on 1-2
-# digit arithmetic 36% after the first stage, 76.5% after the second (docs/RESULTS.md).
+# digit arithmetic 32.0% after the first stage, 77.5% after the second (docs/RESULTS.md).
 cold_start() { # DATA OUT
   $dsc sft --model out/run --data "$1" --out "$2/sft1" --steps 400 --batch 16 --seq 448 --lr 1e-3 --warmup 20 \
     --eval-every 100 --eval-batches 8 --save-every 100 --log-every 20 --time-limit "$sft_min"
