@@ -279,7 +279,9 @@ int cmd_eval(int argc, char **argv) {
     }
     reward_options ro;
     reward_default_options(&ro);
-    int max_new = 448, max_prompt = 96;
+    grpo_options lim; /* the same length limits as the rollouts of `dsc grpo` */
+    grpo_options_default(&lim);
+    int max_new = lim.max_new_tokens, max_prompt = lim.max_prompt_tokens;
     task_pair tp;
     if ((rc = parse_tasks(opts, "eval", &tp, &ro, &max_new, &max_prompt))) return rc;
     dsc_model *m = NULL;

@@ -42,8 +42,10 @@ static int train(int argc, char **argv) {
         if (stat(files[i], &st) == 0) bytes += (size_t)st.st_size;
     }
     if (maxb && bytes > (size_t)maxb) bytes = (size_t)maxb;
-    dsc_bpe_options o = {
-        .vocab_size = (int)vocab, .min_frequency = (int)minf, .max_bytes = (size_t)maxb, .threads = (int)threads,
+    dsc_bpe_options o = {.vocab_size = (int)vocab,
+                         .min_frequency = (int)minf,
+                         .max_bytes = (size_t)maxb,
+                         .threads = (int)threads,
                          .max_digits = (int)digits};
     struct timespec a, b;
     clock_gettime(CLOCK_MONOTONIC, &a);
