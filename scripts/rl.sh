@@ -4,7 +4,8 @@
 #   2. `dsc grpo` on the same task (rule-based rewards, held-out accuracy every 10 steps).
 # For arithmetic (1-2 digit operands) and then countdown (3-4 numbers). Each stage has a time
 # limit (minutes): SFT_MINUTES (20) and SFT2_MINUTES (40) for the two cold-start
-# stages, GRPO_MINUTES (30), COUNTDOWN_GRPO_MINUTES (10).
+# stages, GRPO_MINUTES (30), COUNTDOWN_GRPO_MINUTES (10). TASKS (default "arithmetic countdown")
+# picks the tasks.
 # Output: out/rl/{arith,countdown}/{sft,grpo}; the GRPO plots are out/rl/*/grpo/grpo.svg.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +14,7 @@ sft_min=${SFT_MINUTES:-20}
 sft2_min=${SFT2_MINUTES:-40}
 grpo_min=${GRPO_MINUTES:-30}
 cd_grpo_min=${COUNTDOWN_GRPO_MINUTES:-10}
+tasks=${TASKS:-arithmetic countdown}
 test -d out/run || { echo "rl.sh: run run.sh first (it pretrains out/run)" >&2; exit 1; }
 mkdir -p out/rl
 # The GRPO settings of docs/RESULTS.md: 16 prompts x 8 completions a step and one optimizer step
@@ -26,15 +28,18 @@ grpo_opts=(--prompts 16 --group 8 --minibatches 1 --lr 2e-5 --beta 0.04 --no-std
            --temperature 0.7 --max-new-tokens 448 --eval-every 10 --eval-n 200 --steps 1000)
 
 # Cold start in two stages: 400 steps at lr 1e-3 from the pretrained model (OUT/sft1), then 800
-# more at 5e-4 over a fresh order of the same problems (OUT/sft). Accuracy jumps late: on 1-2
-# digit arithmetic 32.0% after the first stage, 77.5% after the second (docs/RESULTS.md).
+# more at 5e-4 over a fresh order of the same problems (OUT/sft). Batches of problems of like
+# length, up to 6144 padded tokens (~40 problems; fixed batches of 16 were half padding, a long
+# multiplication beside short sums). Accuracy jumps late (docs/RESULTS.md).
 cold_start() { # DATA OUT
-  $dsc sft --model out/run --data "$1" --out "$2/sft1" --steps 400 --batch 16 --seq 448 --lr 1e-3 --warmup 20 \
-    --eval-every 100 --eval-batches 8 --save-every 100 --log-every 20 --time-limit "$sft_min"
-  $dsc sft --model "$2/sft1" --data "$1" --out "$2/sft" --steps 800 --batch 16 --seq 448 --lr 5e-4 --warmup 20 \
-    --eval-every 200 --eval-batches 8 --save-every 200 --log-every 20 --seed 2 --time-limit "$sft2_min"
+  $dsc sft --model out/run --data "$1" --out "$2/sft1" --steps 400 --batch-tokens 6144 --batch 16 --seq 448 \
+    --lr 1e-3 --warmup 20 --eval-every 100 --eval-batches 8 --save-every 100 --log-every 20 --time-limit "$sft_min"
+  $dsc sft --model "$2/sft1" --data "$1" --out "$2/sft" --steps 800 --batch-tokens 6144 --batch 16 --seq 448 \
+    --lr 5e-4 --warmup 20 --eval-every 200 --eval-batches 8 --save-every 200 --log-every 20 --seed 2 \
+    --time-limit "$sft2_min"
 }
 
+if [[ " $tasks " == *" arithmetic "* ]]; then
 echo "== arithmetic: cold-start SFT ($sft_min + $sft2_min min)"
 $dsc data synth --task arithmetic --n 30000 --max-digits 2 --seed 11 --jsonl out/rl/arith_sft.jsonl
 rm -rf out/rl/arith
@@ -43,7 +48,9 @@ $dsc eval --model out/rl/arith/sft --task arithmetic --max-digits 2 --n 200
 echo "== arithmetic: GRPO ($grpo_min min)"
 $dsc grpo --model out/rl/arith/sft --out out/rl/arith/grpo --task arithmetic --max-digits 2 \
   "${grpo_opts[@]}" --time-limit "$grpo_min"
+fi
 
+if [[ " $tasks " == *" countdown "* ]]; then
 echo "== countdown: cold-start SFT ($sft_min + $sft2_min min)"
 $dsc data synth --task countdown --n 20000 --max-numbers 4 --seed 11 --jsonl out/rl/countdown_sft.jsonl
 rm -rf out/rl/countdown
@@ -52,4 +59,5 @@ $dsc eval --model out/rl/countdown/sft --task countdown --max-numbers 4 --n 200
 echo "== countdown: GRPO ($cd_grpo_min min)"
 $dsc grpo --model out/rl/countdown/sft --out out/rl/countdown/grpo --task countdown --max-numbers 4 \
   "${grpo_opts[@]}" --time-limit "$cd_grpo_min"
+fi
 echo "plots: out/rl/arith/grpo/grpo.svg out/rl/countdown/grpo/grpo.svg"

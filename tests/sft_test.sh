@@ -135,12 +135,45 @@ for d in docs:
 json.dump({"lens": lens, "targets": targets}, open("p24_expect.json", "w"))
 PY
 run "$dsc" sft --model base --data p24.jsonl --val-fraction 0 --out p24 --batch 4 --steps 6 --seq 255 --warmup 0 \
-  --save-every 0
+  --save-every 0 --dump-batches p24.i32
 "$py" - <<'PY' && pass || fail "reported assistant-token count differs from the rendered documents"
 import json
 e = json.load(open("p24_expect.json"))
 got = sum(json.loads(l)["targets"] for l in open("p24/metrics.jsonl") if '"loss"' in l)
 assert got == e["targets"], (got, e["targets"])
+PY
+# Token-budget batches: each epoch has every conversation exactly once (batches never span two
+# epochs), rows x longest stays within the budget (a batch of one may exceed it), and the epoch
+# holds fewer padded tokens than the fixed batches of 4 above.
+run "$dsc" sft --model base --data p24.jsonl --val-fraction 0 --out p24b --batch-tokens 300 --steps 40 --seq 255 \
+  --warmup 0 --save-every 0 --dump-batches p24b.i32
+"$py" - <<'PY' && pass || fail "token-budget batches"
+import struct
+def batches(path):
+    raw, off, out = open(path, "rb").read(), 0, []
+    while off < len(raw):
+        B, T = struct.unpack_from("<2i", raw, off); off += 8
+        tok = struct.unpack_from("<%di" % (B * T), raw, off); off += 8 * B * T
+        rows = [tuple(tok[b * T:(b + 1) * T]) for b in range(B)]
+        out.append((B, T, [r[:max(i for i, x in enumerate(r) if x != 2) + 1] for r in rows]))  # 2: PAD
+    return out
+fixed, budget = batches("p24.i32"), batches("p24b.i32")
+epoch = sorted(r for _, _, rows in fixed for r in rows)
+assert len(epoch) == 24
+assert all(B * T <= 300 or B == 1 for B, T, _ in budget), [(B, T) for B, T, _ in budget]
+seen, pad, epochs = [], 0, 0
+for B, T, rows in budget:
+    seen += rows
+    pad += B * T
+    assert len(seen) <= 24, "a batch spans two epochs"
+    if len(seen) == 24:
+        assert sorted(seen) == epoch, "an epoch is not every conversation once"
+        if epochs == 0:
+            fixed_pad = sum(B * T for B, T, _ in fixed)
+            print(f"one epoch of 24 conversations: {pad} padded tokens in token-budget batches, {fixed_pad} in batches of 4")
+            assert pad < fixed_pad
+        seen, pad, epochs = [], 0, epochs + 1
+assert epochs >= 2, epochs
 PY
 seq_cut=$("$py" -c "import json; l = json.load(open('p24_expect.json'))['lens']; print(sorted(l)[len(l) // 2] - 1)")
 n_cut=$("$py" -c "import json; print(sum(n > $seq_cut + 1 for n in json.load(open('p24_expect.json'))['lens']))")
@@ -176,6 +209,15 @@ grep -q '"val_loss"' full/metrics.jsonl && [ -f full/loss.svg ] && pass || fail 
 cmp -s full/step-00000016/model.safetensors half/step-00000016/model.safetensors && pass \
   || fail "resumed final weights differ from the uninterrupted run"
 expect_fail 1 batch -- "$dsc" sft "${common[@]}" --out half --steps 20 --resume --batch 2
+expect_fail 1 batch_tokens -- "$dsc" sft "${common[@]}" --out half --steps 20 --resume --batch-tokens 300
+# the same with token-budget batches (several epochs in 16 steps)
+run "$dsc" sft "${common[@]}" --batch-tokens 250 --out fullb --steps 16 --save-every 7
+run "$dsc" sft "${common[@]}" --batch-tokens 250 --out halfb --steps 16 --save-every 7
+rm -rf halfb/step-00000016 halfb/step-00000014
+run "$dsc" sft "${common[@]}" --batch-tokens 250 --out halfb --steps 16 --save-every 7 --resume
+cmp -s <(strip fullb/metrics.jsonl) <(strip halfb/metrics.jsonl) && \
+  cmp -s fullb/step-00000016/model.safetensors halfb/step-00000016/model.safetensors && pass \
+  || fail "token-budget batches: resumed losses or weights differ from the uninterrupted run"
 expect_fail 1 data_hash -- "$dsc" sft "${common[@]}" --out half --steps 20 --resume --data p8.jsonl
 
 # --- 4. checkpoints load elsewhere; time limit and Ctrl-C stop with a checkpoint ---

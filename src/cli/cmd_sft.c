@@ -34,9 +34,9 @@ static void on_progress(const sft_progress *p, void *user) {
         progress_fmt_time(el, sizeof el, p->elapsed_s);
         progress_fmt_time(eta, sizeof eta, p->eta_s);
         if (isfinite(ctx->last_val)) snprintf(val, sizeof val, "%.4f", ctx->last_val);
-        printf("step %6ld/%ld | loss %.4f | assistant ce %.4f (%lld tok) | val %s | lr %.2e | |g| %.2f | T %d | "
+        printf("step %6ld/%ld | loss %.4f | assistant ce %.4f (%lld tok) | val %s | lr %.2e | |g| %.2f | %dx%d | "
                "epoch %.2f | %5.0f tok/s | %s | ETA %s\n",
-               p->step, p->total_steps, p->loss, p->ce, (long long)p->targets, val, p->lr, p->grad_norm, p->seq_len,
+               p->step, p->total_steps, p->loss, p->ce, (long long)p->targets, val, p->lr, p->grad_norm, p->rows, p->seq_len,
                p->epoch, p->tokens_per_s, el, eta);
     }
     fflush(stdout);
@@ -57,6 +57,10 @@ int cmd_sft(int argc, char **argv) {
         {"steps", true, "optimizer steps (default 1000)", NULL},
         {"time-limit", true, "stop after this many minutes of training, saving a checkpoint", NULL},
         {"batch", true, "conversations per step (default 8)", NULL},
+        {"batch-tokens", true,
+         "instead of --batch: batches of conversations of like length, at most N padded tokens each "
+         "(rows x longest; --batch then sizes validation batches only)",
+         NULL},
         {"seq", true, "longest input in tokens; batches are padded to their longest conversation (default 512)", NULL},
         {"lr", true, "peak learning rate (default 5e-4)", NULL},
         {"min-lr", true, "final learning rate (default lr/10)", NULL},
@@ -96,6 +100,7 @@ int cmd_sft(int argc, char **argv) {
     if (o.val_path) o.val_fraction = 0;
     ARGS_INT_FIELD(opts, "steps", o.steps, 1, 1000000000);
     ARGS_INT_FIELD(opts, "batch", o.batch, 1, 65536);
+    ARGS_INT_FIELD(opts, "batch-tokens", o.batch_tokens, 0, 1 << 24);
     ARGS_INT_FIELD(opts, "seq", o.seq, 2, 1 << 20);
     ARGS_INT_FIELD(opts, "warmup", o.schedule.warmup, 0, 1000000000);
     ARGS_INT_FIELD(opts, "eval-every", o.eval_every, 0, 1000000000);
@@ -132,8 +137,12 @@ int cmd_sft(int argc, char **argv) {
     o.too_long = tl && !strcmp(tl, "skip") ? SFT_SKIP : SFT_TRUNCATE;
 
     volatile sig_atomic_t *stop = progress_catch_stop();
-    printf("dsc sft: data %s, %ld steps of %d conversations x <= %d tokens%s\n", o.data_path, o.steps, o.batch, o.seq,
-           o.resume ? " (resuming)" : "");
+    if (o.batch_tokens)
+        printf("dsc sft: data %s, %ld steps of <= %d padded tokens (conversations of like length, each <= %d)%s\n",
+               o.data_path, o.steps, o.batch_tokens, o.seq, o.resume ? " (resuming)" : "");
+    else
+        printf("dsc sft: data %s, %ld steps of %d conversations x <= %d tokens%s\n", o.data_path, o.steps, o.batch,
+               o.seq, o.resume ? " (resuming)" : "");
     fflush(stdout);
     sft_summary s;
     if (sft_run(&o, on_progress, &ctx, stop, &s)) {

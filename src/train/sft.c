@@ -426,7 +426,7 @@ void sft_options_default(sft_options *o) {
 
 /* The hyperparameters of the run, stored with each checkpoint; the ones in resume_keys decide
  * which conversations come next, so a resumed run must use the same. */
-static const char *const resume_keys[] = {"batch", "seq", "seed", "data_hash", "val_fraction", "too_long", NULL};
+static const char *const resume_keys[] = {"batch", "batch_tokens", "seq", "seed", "data_hash", "val_fraction", "too_long", NULL};
 
 static char *hparams_json(const sft_options *o, const sft_data *all, const char *model, const char *stored) {
     char hex[32];
@@ -434,6 +434,7 @@ static char *hparams_json(const sft_options *o, const sft_data *all, const char 
     json_t *h = json_object();
     json_object_set_new(h, "kind", json_string("sft"));
     json_object_set_new(h, "batch", json_integer(o->batch));
+    json_object_set_new(h, "batch_tokens", json_integer(o->batch_tokens));
     json_object_set_new(h, "seq", json_integer(o->seq));
     json_object_set_new(h, "steps", json_integer(o->steps));
     json_object_set_new(h, "lr", json_real(o->schedule.lr));
@@ -462,16 +463,84 @@ static char *hparams_json(const sft_options *o, const sft_data *all, const char 
     return out;
 }
 
+static void shuffle(int *a, int n, dsc_rng *r) {
+    for (int i = n - 1; i > 0; i--) {
+        int j = (int)(dsc_rng_u64(r) % (uint64_t)(i + 1));
+        int t = a[i];
+        a[i] = a[j];
+        a[j] = t;
+    }
+}
+
 static void epoch_order(int *perm, int n, uint64_t seed, uint64_t epoch) {
     dsc_rng r;
     dsc_rng_seed(&r, seed ^ (0x9E3779B97F4A7C15ull * (epoch + 1)));
     for (int i = 0; i < n; i++) perm[i] = i;
-    for (int i = n - 1; i > 0; i--) {
-        int j = (int)(dsc_rng_u64(&r) % (uint64_t)(i + 1));
-        int t = perm[i];
-        perm[i] = perm[j];
-        perm[j] = t;
+    shuffle(perm, n, &r);
+}
+
+static int input_len(const sft_data *d, int i) { return (int)(d->off[i + 1] - d->off[i]) - 1; }
+
+/* Token-budget batches (batch_tokens > 0). Conversations differ in length by 10x (a one-digit sum
+ * against a long multiplication), so fixed-size batches padded to their longest are mostly
+ * padding. Instead: the epoch's shuffled order, sorted by length within windows of
+ * SFT_LENGTH_WINDOW conversations, cut greedily into batches of at most `budget` padded tokens
+ * (B x longest; one conversation alone may exceed it), then the batches shuffled. start[i] = 1
+ * where a batch begins. Everything depends on (seed, epoch) only, and the loader stops at batch
+ * starts, so a resumed run continues with the same batches. */
+#define SFT_LENGTH_WINDOW 1024
+
+typedef struct {
+    int len, id;
+} len_id;
+
+static int cmp_len_id(const void *a, const void *b) {
+    const len_id *x = a, *y = b;
+    if (x->len != y->len) return x->len < y->len ? -1 : 1;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+static dsc_status epoch_batches(const sft_data *d, int budget, uint64_t seed, uint64_t epoch, int *perm,
+                                uint8_t *start) {
+    int n = d->n, nb = 0;
+    len_id *li = malloc(sizeof *li * (size_t)n);
+    int *bfirst = malloc(sizeof *bfirst * (size_t)n), *order = malloc(sizeof *order * (size_t)n);
+    if (!li || !bfirst || !order) {
+        free(li);
+        free(bfirst);
+        free(order);
+        return dsc_set_error("out of memory");
     }
+    epoch_order(perm, n, seed, epoch);
+    for (int i = 0; i < n; i++) li[i] = (len_id){input_len(d, perm[i]), perm[i]};
+    for (int w = 0; w < n; w += SFT_LENGTH_WINDOW)
+        qsort(li + w, (size_t)(n - w < SFT_LENGTH_WINDOW ? n - w : SFT_LENGTH_WINDOW), sizeof *li, cmp_len_id);
+    for (int i = 0; i < n;) { /* greedy: grow the batch while B x longest fits */
+        bfirst[nb++] = i;
+        int B = 1, longest = li[i].len;
+        while (i + B < n) {
+            int l = li[i + B].len > longest ? li[i + B].len : longest;
+            if ((int64_t)(B + 1) * l > budget) break;
+            longest = l;
+            B++;
+        }
+        i += B;
+    }
+    for (int b = 0; b < nb; b++) order[b] = b;
+    dsc_rng r;
+    dsc_rng_seed(&r, seed ^ (0xD1B54A32D192ED03ull * (epoch + 1)));
+    shuffle(order, nb, &r);
+    for (int b = 0, k = 0; b < nb; b++) {
+        int first = bfirst[order[b]], end = order[b] + 1 < nb ? bfirst[order[b] + 1] : n;
+        for (int i = first; i < end; i++, k++) {
+            perm[k] = li[i].id;
+            start[k] = i == first;
+        }
+    }
+    free(li);
+    free(bfirst);
+    free(order);
+    return DSC_OK;
 }
 
 /* Mean cross-entropy over the assistant tokens of the validation set (batches in file order). */
@@ -505,12 +574,15 @@ dsc_status sft_run(const sft_options *o, sft_callback cb, void *user, volatile s
     sft_data *all = NULL, *train = NULL, *val = NULL;
     int32_t *tok = NULL, *tgt = NULL;
     int *perm = NULL, *idx = NULL;
+    uint8_t *start = NULL;
     FILE *metrics = NULL, *dump = NULL;
     char *hp = NULL, *stored_hp = NULL;
     int rc = DSC_ERR;
 
-    if (o->batch < 1 || o->seq < 2 || o->steps < 1 || o->eval_batches < 0 || !o->data_path || !o->out_dir)
-        return dsc_set_error("sft: batch >= 1, seq >= 2, steps >= 1, a data file and an output directory expected");
+    if (o->batch < 1 || o->batch_tokens < 0 || o->seq < 2 || o->steps < 1 || o->eval_batches < 0 || !o->data_path ||
+        !o->out_dir)
+        return dsc_set_error("sft: batch >= 1, batch_tokens >= 0, seq >= 2, steps >= 1, a data file and an output "
+                             "directory expected");
     if (!o->resume && !o->model_dir) return dsc_set_error("sft: a model directory is required (or resume)");
     if (o->val_path && o->val_fraction > 0) return dsc_set_error("sft: give a validation file or a fraction, not both");
     if (dsc_mkdir(o->out_dir)) goto done;
@@ -595,16 +667,32 @@ dsc_status sft_run(const sft_options *o, sft_callback cb, void *user, volatile s
         cb(&p, user);
     }
 
-    size_t cap = (size_t)o->batch * o->seq;
+    /* a token-budget batch holds at most max(budget, one conversation of seq) tokens and budget rows */
+    bool by_tokens = o->batch_tokens > 0;
+    size_t cap = (size_t)o->batch * o->seq, max_rows = (size_t)o->batch;
+    if (by_tokens && (size_t)o->batch_tokens > cap) cap = (size_t)o->batch_tokens;
+    if (by_tokens && (size_t)o->batch_tokens > max_rows) max_rows = (size_t)o->batch_tokens;
+    if (cap < (size_t)o->seq) cap = (size_t)o->seq;
     tok = malloc(sizeof(int32_t) * cap);
     tgt = malloc(sizeof(int32_t) * cap);
     perm = malloc(sizeof(int) * (size_t)train->n);
-    idx = malloc(sizeof(int) * (size_t)o->batch);
-    if (!tok || !tgt || !perm || !idx) {
+    start = malloc((size_t)train->n);
+    idx = malloc(sizeof(int) * max_rows);
+    if (!tok || !tgt || !perm || !start || !idx) {
         dsc_set_error("out of memory");
         goto done;
     }
-    epoch_order(perm, train->n, cs.loader.seed, cs.loader.epoch);
+    if (by_tokens) {
+        if (epoch_batches(train, o->batch_tokens, cs.loader.seed, cs.loader.epoch, perm, start)) goto done;
+        if (!start[cs.loader.position]) {
+            dsc_set_error("%s: state.json: loader position %" PRIu64 " is not the start of a batch (another "
+                          "--batch-tokens?)",
+                          ckdir, cs.loader.position);
+            goto done;
+        }
+    } else {
+        epoch_order(perm, train->n, cs.loader.seed, cs.loader.epoch);
+    }
     uint64_t perm_epoch = cs.loader.epoch;
 
     snprintf(path, sizeof path, "%s/metrics.jsonl", o->out_dir);
@@ -640,18 +728,27 @@ dsc_status sft_run(const sft_options *o, sft_callback cb, void *user, volatile s
     while (step < o->steps) {
         double t0 = runlog_now();
         float lr = schedule_lr(&sched, step);
-        int B = o->batch;
-        for (int b = 0; b < B; b++) { /* the next conversations of the shuffled epochs */
-            if (perm_epoch != cs.loader.epoch) {
+        /* the next conversations of the shuffled epochs: `batch` of them, or the next token-budget
+         * batch (which never spans two epochs) */
+        if (perm_epoch != cs.loader.epoch) {
+            if (by_tokens) {
+                if (epoch_batches(train, o->batch_tokens, cs.loader.seed, cs.loader.epoch, perm, start)) goto done;
+            } else {
                 epoch_order(perm, train->n, cs.loader.seed, cs.loader.epoch);
-                perm_epoch = cs.loader.epoch;
             }
-            idx[b] = perm[cs.loader.position];
+            perm_epoch = cs.loader.epoch;
+        }
+        int B = 0;
+        do {
+            idx[B++] = perm[cs.loader.position];
             if (++cs.loader.position == (uint64_t)train->n) {
                 cs.loader.position = 0;
                 cs.loader.epoch++;
+                if (by_tokens) break;
+                epoch_order(perm, train->n, cs.loader.seed, cs.loader.epoch);
+                perm_epoch = cs.loader.epoch;
             }
-        }
+        } while (by_tokens ? !start[cs.loader.position] : B < o->batch);
         int T = sft_batch(train, idx, B, pad, tok, tgt);
         uint64_t real = 0;
         for (int b = 0; b < B; b++) real += (uint64_t)(train->off[idx[b] + 1] - train->off[idx[b]] - 1);
@@ -685,6 +782,7 @@ dsc_status sft_run(const sft_options *o, sft_callback cb, void *user, volatile s
         p.loss = l.total, p.ce = l.ce, p.mtp = l.mtp, p.balance = l.balance, p.lr = lr, p.grad_norm = (float)gnorm;
         p.targets = l.n_targets;
         p.seq_len = T;
+        p.rows = B;
         p.epoch = ((double)cs.loader.epoch * train->n + (double)cs.loader.position) / train->n;
         p.tokens_per_s = real / dt;
         p.elapsed_s = cs.elapsed;
@@ -692,9 +790,9 @@ dsc_status sft_run(const sft_options *o, sft_callback cb, void *user, volatile s
         p.tokens = cs.tokens;
         fprintf(metrics,
                 "{\"step\": %ld, \"loss\": %.9g, \"ce\": %.9g, \"mtp\": %.9g, \"balance\": %.9g, \"lr\": %.6g, "
-                "\"grad_norm\": %.6g, \"targets\": %" PRId64 ", \"seq\": %d, \"tokens\": %" PRIu64
+                "\"grad_norm\": %.6g, \"targets\": %" PRId64 ", \"rows\": %d, \"seq\": %d, \"tokens\": %" PRIu64
                 ", \"tokens_per_s\": %.1f, \"elapsed_s\": %.3f}\n",
-                step, p.loss, p.ce, p.mtp, p.balance, lr, gnorm, p.targets, T, cs.tokens, p.tokens_per_s, cs.elapsed);
+                step, p.loss, p.ce, p.mtp, p.balance, lr, gnorm, p.targets, B, T, cs.tokens, p.tokens_per_s, cs.elapsed);
         if (cb) cb(&p, user);
         sum->final_loss = p.ce;
 
@@ -738,6 +836,7 @@ done:
     free(tok);
     free(tgt);
     free(perm);
+    free(start);
     free(idx);
     sft_data_free(all);
     sft_data_free(train);

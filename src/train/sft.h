@@ -2,7 +2,8 @@
  * traces into a smaller model): the loop of `dsc sft`. Conversations come from JSONL, are
  * rendered with DeepSeek's chat template and tokenized piece by piece so that exactly the
  * assistant turns (content and end-of-sentence token) are targets; everything else is context
- * (target -1). Batches are shuffled per epoch by seed and padded to their longest conversation.
+ * (target -1). Batches are shuffled per epoch by seed and padded to their longest conversation;
+ * with a token budget, conversations of like length are batched together (far less padding).
  * Around it: AdamW with the pretraining schedules, validation loss on assistant tokens,
  * metrics.jsonl, loss.svg and checkpoints with exact resume, as pretraining (trainer.h) does.
  * Nothing prints: progress goes to a callback. Format and options: docs/TRAINING.md. */
@@ -78,6 +79,9 @@ typedef struct {
     const char *out_dir;        /* checkpoints step-*, metrics.jsonl, loss.svg */
     sft_long_policy too_long;
     int batch, seq;             /* conversations per step; longest input (tokens per conversation - 1) */
+    int batch_tokens;           /* > 0: instead of `batch` conversations, batches grouped by length of at most
+                                 * this many padded tokens (rows x longest); `batch` then sizes the
+                                 * validation batches only */
     long steps;                 /* optimizer steps in total (the schedule's length) */
     double time_limit_s;        /* stop (and save) after this much training time; 0: none */
     lr_schedule schedule;       /* lr, min_lr, warmup; total is set to steps */
@@ -102,7 +106,7 @@ typedef struct {
      * tokens, the step's assistant tokens (targets) and padded length */
     float loss, ce, mtp, balance, lr, grad_norm;
     int64_t targets;
-    int seq_len;
+    int rows, seq_len;          /* conversations in the batch, padded length */
     double epoch;               /* conversations consumed / training conversations */
     double tokens_per_s, elapsed_s, eta_s;
     uint64_t tokens;            /* non-padding input tokens so far */
