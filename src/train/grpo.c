@@ -317,19 +317,35 @@ static void pack(pass_buf *b, const train_seq *seqs, const int *idx, int S) {
     }
 }
 
+/* Orders idx[0..n) by sequence length (ties by index), so that the passes over consecutive
+ * sequences pad little: completions run from a few tokens to max_new_tokens. Insertion sort: n
+ * is a minibatch. */
+static void sort_by_length(int *idx, int n, const train_seq *seqs) {
+    for (int i = 1; i < n; i++) {
+        int v = idx[i], j = i;
+        for (; j > 0; j--) {
+            int u = idx[j - 1];
+            if (seqs[u].len < seqs[v].len || (seqs[u].len == seqs[v].len && u < v)) break;
+            idx[j] = u;
+        }
+        idx[j] = v;
+    }
+}
+
 /* Log-probabilities of every sequence under model m into field (old_logp or ref_logp). */
 static dsc_status seq_logprobs(dsc_model *m, train_seq *seqs, int n, int micro, float temperature, pass_buf *b,
                                bool ref) {
-    int *idx = malloc(sizeof(int) * (size_t)micro);
+    int *idx = malloc(sizeof(int) * (size_t)(n > 0 ? n : 1));
     if (!idx) return dsc_set_error("out of memory");
+    for (int i = 0; i < n; i++) idx[i] = i;
+    sort_by_length(idx, n, seqs);
     dsc_status rc = DSC_OK;
     for (int s0 = 0; rc == DSC_OK && s0 < n; s0 += micro) {
         int S = n - s0 < micro ? n - s0 : micro;
-        for (int k = 0; k < S; k++) idx[k] = s0 + k;
-        pack(b, seqs, idx, S);
+        pack(b, seqs, idx + s0, S);
         if ((rc = dsc_model_logprobs(m, b->x, b->y, S, b->T, temperature, b->logp, NULL))) break;
         for (int k = 0; k < S; k++) {
-            train_seq *s = &seqs[s0 + k];
+            train_seq *s = &seqs[idx[s0 + k]];
             float **dst = ref ? &s->ref_logp : &s->old_logp;
             if (!*dst && !(*dst = malloc(sizeof(float) * (size_t)s->len))) {
                 rc = dsc_set_error("out of memory");
@@ -382,6 +398,7 @@ static dsc_status update(dsc_model *m, adamw *opt, const grpo_options *o, train_
         int a = (int)((int64_t)n * k / mu), z = (int)((int64_t)n * (k + 1) / mu);
         double mb_tokens = 0;
         for (int i = a; i < z; i++) mb_tokens += seqs[order[i]].n_completion;
+        sort_by_length(order + a, z - a, seqs); /* the minibatch's gradient is a sum: any order */
         dsc_model_zero_grad(m);
         for (int s0 = a; rc == DSC_OK && s0 < z; s0 += o->micro) {
             int S = z - s0 < o->micro ? z - s0 : o->micro;
