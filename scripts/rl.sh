@@ -44,10 +44,13 @@ echo "== arithmetic: cold-start SFT ($sft_min + $sft2_min min)"
 $dsc data synth --task arithmetic --n 30000 --max-digits 2 --seed 11 --jsonl out/rl/arith_sft.jsonl
 rm -rf out/rl/arith
 cold_start out/rl/arith_sft.jsonl out/rl/arith
-$dsc eval --model out/rl/arith/sft --task arithmetic --max-digits 2 --n 200
+# GRPO evaluates the first 200 held-out problems every 10 steps; before and after it, the first
+# 1000 (a figure of half the sampling error; the sets repeat easy one-digit problems)
+$dsc eval --model out/rl/arith/sft --task arithmetic --max-digits 2 --n 1000
 echo "== arithmetic: GRPO ($grpo_min min)"
 $dsc grpo --model out/rl/arith/sft --out out/rl/arith/grpo --task arithmetic --max-digits 2 \
   "${grpo_opts[@]}" --time-limit "$grpo_min"
+$dsc eval --model out/rl/arith/grpo --task arithmetic --max-digits 2 --n 1000
 fi
 
 if [[ " $tasks " == *" countdown "* ]]; then
@@ -55,9 +58,10 @@ echo "== countdown: cold-start SFT ($sft_min + $sft2_min min)"
 $dsc data synth --task countdown --n 20000 --max-numbers 4 --seed 11 --jsonl out/rl/countdown_sft.jsonl
 rm -rf out/rl/countdown
 cold_start out/rl/countdown_sft.jsonl out/rl/countdown
-$dsc eval --model out/rl/countdown/sft --task countdown --max-numbers 4 --n 200
+$dsc eval --model out/rl/countdown/sft --task countdown --max-numbers 4 --n 1000
 echo "== countdown: GRPO ($cd_grpo_min min)"
 $dsc grpo --model out/rl/countdown/sft --out out/rl/countdown/grpo --task countdown --max-numbers 4 \
   "${grpo_opts[@]}" --time-limit "$cd_grpo_min"
+$dsc eval --model out/rl/countdown/grpo --task countdown --max-numbers 4 --n 1000
 fi
 echo "plots: out/rl/arith/grpo/grpo.svg out/rl/countdown/grpo/grpo.svg"
