@@ -1,4 +1,4 @@
-/* rng.c: xoshiro256** with splitmix64 seeding; Box-Muller normals. */
+/* rng.c: xoshiro256** with splitmix64 seeding; Box-Muller normals; Fisher-Yates shuffles. */
 #include <math.h>
 
 #include "base/rng.h"
@@ -43,4 +43,12 @@ float dsc_rng_normal(dsc_rng *r) {
     double u1 = ((double)(dsc_rng_u64(r) >> 11) + 0.5) * (1.0 / 9007199254740992.0);
     double u2 = (double)(dsc_rng_u64(r) >> 11) * (1.0 / 9007199254740992.0);
     return (float)(sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2));
+}
+
+void dsc_rng_shuffle(dsc_rng *r, int *a, int n) {
+    for (int i = n - 1; i > 0; i--) {
+        int j = (int)(dsc_rng_u64(r) % (uint64_t)(i + 1)), t = a[i];
+        a[i] = a[j];
+        a[j] = t;
+    }
 }

@@ -17,5 +17,7 @@ uint64_t dsc_rng_u64(dsc_rng *r);
 float dsc_rng_uniform(dsc_rng *r);
 /* Standard normal (Box-Muller on doubles, rounded to float). */
 float dsc_rng_normal(dsc_rng *r);
+/* Shuffles a[0..n) in place (Fisher-Yates from the end: a[i] swaps with a[u64 % (i + 1)]). */
+void dsc_rng_shuffle(dsc_rng *r, int *a, int n);
 
 #endif

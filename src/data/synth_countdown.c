@@ -103,11 +103,7 @@ static void list_numbers(sbuf *b, const int64_t *v, int n) {
 static int draw_target(dsc_rng *r, const dsc_synth_options *o, const int64_t *nums, int n, int64_t *target) {
     int idx[MAXN];
     for (int i = 0; i < n; i++) idx[i] = i;
-    for (int i = n - 1; i > 0; i--) { /* Fisher-Yates */
-        int j = (int)(dsc_rng_u64(r) % (uint64_t)(i + 1)), t = idx[i];
-        idx[i] = idx[j];
-        idx[j] = t;
-    }
+    dsc_rng_shuffle(r, idx, n);
     int least = o->min_steps + 1, m = least + (int)(dsc_rng_u64(r) % (uint64_t)(n - least + 1));
     int64_t pool[MAXN];
     for (int i = 0; i < m; i++) pool[i] = nums[idx[i]];

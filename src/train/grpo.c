@@ -385,11 +385,7 @@ static dsc_status update(dsc_model *m, adamw *opt, const grpo_options *o, train_
     for (int i = 0; i < n; i++) order[i] = i;
     dsc_rng r;
     dsc_rng_seed(&r, order_seed);
-    for (int i = n - 1; i > 0; i--) {
-        int j = (int)(dsc_rng_u64(&r) % (uint64_t)(i + 1)), t = order[i];
-        order[i] = order[j];
-        order[j] = t;
-    }
+    dsc_rng_shuffle(&r, order, n);
     int mu = o->minibatches < n ? o->minibatches : n;
     adamw_params ap = {lr, o->beta1, o->beta2, o->eps, o->weight_decay};
     double ent_sum = 0, nll_sum = 0, tok_sum = 0, kl_sum = 0, clip_sum = 0, ratio_sum = 0, loss_sum = 0;

@@ -463,20 +463,11 @@ static char *hparams_json(const sft_options *o, const sft_data *all, const char 
     return out;
 }
 
-static void shuffle(int *a, int n, dsc_rng *r) {
-    for (int i = n - 1; i > 0; i--) {
-        int j = (int)(dsc_rng_u64(r) % (uint64_t)(i + 1));
-        int t = a[i];
-        a[i] = a[j];
-        a[j] = t;
-    }
-}
-
 static void epoch_order(int *perm, int n, uint64_t seed, uint64_t epoch) {
     dsc_rng r;
     dsc_rng_seed(&r, seed ^ (0x9E3779B97F4A7C15ull * (epoch + 1)));
     for (int i = 0; i < n; i++) perm[i] = i;
-    shuffle(perm, n, &r);
+    dsc_rng_shuffle(&r, perm, n);
 }
 
 static int input_len(const sft_data *d, int i) { return (int)(d->off[i + 1] - d->off[i]) - 1; }
@@ -529,7 +520,7 @@ static dsc_status epoch_batches(const sft_data *d, int budget, uint64_t seed, ui
     for (int b = 0; b < nb; b++) order[b] = b;
     dsc_rng r;
     dsc_rng_seed(&r, seed ^ (0xD1B54A32D192ED03ull * (epoch + 1)));
-    shuffle(order, nb, &r);
+    dsc_rng_shuffle(&r, order, nb);
     for (int b = 0, k = 0; b < nb; b++) {
         int first = bfirst[order[b]], end = order[b] + 1 < nb ? bfirst[order[b] + 1] : n;
         for (int i = first; i < end; i++, k++) {
