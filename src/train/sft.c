@@ -383,16 +383,19 @@ dsc_status sft_data_split(const sft_data *d, double frac, sft_data **train, sft_
     return DSC_ERR;
 }
 
+/* A conversation's input length: its tokens but the last. */
+static int input_len(const sft_data *d, int i) { return (int)(d->off[i + 1] - d->off[i]) - 1; }
+
 int sft_batch(const sft_data *d, const int *idx, int B, int32_t pad, int32_t *tokens, int32_t *targets) {
     int T = 1;
     for (int b = 0; b < B; b++) {
-        int len = (int)(d->off[idx[b] + 1] - d->off[idx[b]]) - 1;
+        int len = input_len(d, idx[b]);
         if (len > T) T = len;
     }
     for (int b = 0; b < B; b++) {
         const int32_t *tk = d->tok + d->off[idx[b]];
         const uint8_t *mk = d->mask + d->off[idx[b]];
-        int len = (int)(d->off[idx[b] + 1] - d->off[idx[b]]) - 1;
+        int len = input_len(d, idx[b]);
         int32_t *x = tokens + (size_t)b * T, *y = targets + (size_t)b * T; /* [T] each */
         for (int t = 0; t < T; t++) {
             x[t] = t < len ? tk[t] : pad;
@@ -470,8 +473,6 @@ static void epoch_order(int *perm, int n, uint64_t seed, uint64_t epoch) {
     dsc_rng_shuffle(&r, perm, n);
 }
 
-static int input_len(const sft_data *d, int i) { return (int)(d->off[i + 1] - d->off[i]) - 1; }
-
 /* Token-budget batches (batch_tokens > 0). Conversations differ in length by 10x (a one-digit sum
  * against a long multiplication), so fixed-size batches padded to their longest are mostly
  * padding. Instead: the epoch's shuffled order, sorted by length within windows of
@@ -531,6 +532,15 @@ static dsc_status epoch_batches(const sft_data *d, int budget, uint64_t seed, ui
     free(li);
     free(bfirst);
     free(order);
+    return DSC_OK;
+}
+
+/* The order of one epoch: token-budget batches (start marks their first conversations), or the
+ * shuffled conversations taken `batch` at a time (start unused). */
+static dsc_status epoch_sequence(const sft_data *d, const sft_options *o, uint64_t seed, uint64_t epoch, int *perm,
+                                 uint8_t *start) {
+    if (o->batch_tokens > 0) return epoch_batches(d, o->batch_tokens, seed, epoch, perm, start);
+    epoch_order(perm, d->n, seed, epoch);
     return DSC_OK;
 }
 
@@ -673,16 +683,12 @@ dsc_status sft_run(const sft_options *o, sft_callback cb, void *user, volatile s
         dsc_set_error("out of memory");
         goto done;
     }
-    if (by_tokens) {
-        if (epoch_batches(train, o->batch_tokens, cs.loader.seed, cs.loader.epoch, perm, start)) goto done;
-        if (!start[cs.loader.position]) {
-            dsc_set_error("%s: state.json: loader position %" PRIu64 " is not the start of a batch (another "
-                          "--batch-tokens?)",
-                          ckdir, cs.loader.position);
-            goto done;
-        }
-    } else {
-        epoch_order(perm, train->n, cs.loader.seed, cs.loader.epoch);
+    if (epoch_sequence(train, o, cs.loader.seed, cs.loader.epoch, perm, start)) goto done;
+    if (by_tokens && !start[cs.loader.position]) {
+        dsc_set_error("%s: state.json: loader position %" PRIu64 " is not the start of a batch (another "
+                      "--batch-tokens?)",
+                      ckdir, cs.loader.position);
+        goto done;
     }
     uint64_t perm_epoch = cs.loader.epoch;
 
@@ -719,30 +725,24 @@ dsc_status sft_run(const sft_options *o, sft_callback cb, void *user, volatile s
     while (step < o->steps) {
         double t0 = runlog_now();
         float lr = schedule_lr(&sched, step);
-        /* the next conversations of the shuffled epochs: `batch` of them, or the next token-budget
-         * batch (which never spans two epochs) */
-        if (perm_epoch != cs.loader.epoch) {
-            if (by_tokens) {
-                if (epoch_batches(train, o->batch_tokens, cs.loader.seed, cs.loader.epoch, perm, start)) goto done;
-            } else {
-                epoch_order(perm, train->n, cs.loader.seed, cs.loader.epoch);
-            }
-            perm_epoch = cs.loader.epoch;
-        }
+        /* the next conversations of the shuffled epochs: `batch` of them (across an epoch boundary
+         * if need be), or the next token-budget batch (which never spans two epochs) */
         int B = 0;
         do {
+            if (perm_epoch != cs.loader.epoch) {
+                if (epoch_sequence(train, o, cs.loader.seed, cs.loader.epoch, perm, start)) goto done;
+                perm_epoch = cs.loader.epoch;
+            }
             idx[B++] = perm[cs.loader.position];
             if (++cs.loader.position == (uint64_t)train->n) {
                 cs.loader.position = 0;
                 cs.loader.epoch++;
                 if (by_tokens) break;
-                epoch_order(perm, train->n, cs.loader.seed, cs.loader.epoch);
-                perm_epoch = cs.loader.epoch;
             }
         } while (by_tokens ? !start[cs.loader.position] : B < o->batch);
         int T = sft_batch(train, idx, B, pad, tok, tgt);
         uint64_t real = 0;
-        for (int b = 0; b < B; b++) real += (uint64_t)(train->off[idx[b] + 1] - train->off[idx[b]] - 1);
+        for (int b = 0; b < B; b++) real += (uint64_t)input_len(train, idx[b]);
         if (dump) {
             int32_t hdr[2] = {B, T};
             size_t N = (size_t)B * T;
