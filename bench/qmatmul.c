@@ -1,8 +1,7 @@
 /* qmatmul.c: qt_matmul throughput per weight format.
  *  - the machine's DRAM read bandwidth, measured: a streaming sum over a 1 GiB buffer on 1 and on
  *    all threads (the ceiling for decode, which reads every weight once per call);
- *  - decode (N = 1, 4, 16 rows of x): GB/s of weights read and the fraction of that bandwidth,
- *    for Q4_0 both as stored (q4_0) and as the loaders repack it for this machine (q4_0x4);
+ *  - decode (N = 1, 4, 16 rows of x): GB/s of weights read and the fraction of that bandwidth.
  *    Copies of W are rotated so that at least 1 GiB passes between two uses of one copy: the
  *    weights come from DRAM, as they do in inference (the L3 here holds 260 MiB);
  *  - prefill (N = 512): GFLOP/s against dsc_sgemm on the fp32 weights, measured alternately.
@@ -68,24 +67,14 @@ typedef struct {
     float *scales;
 } wset;
 
-/* Quantizes a random [rows, cols] matrix (in the layout the loaders give it, qt_decode_type, if
- * `repack`) and fills the arena with copies of it. */
-static void wset_make(wset *s, uint8_t *arena, qt_type t, int rows, int cols, dsc_rng *r, bool repack) {
+/* Quantizes a random [rows, cols] matrix and fills the arena with copies of it. */
+static void wset_make(wset *s, uint8_t *arena, qt_type t, int rows, int cols, dsc_rng *r) {
     float *w = malloc(sizeof(float) * (size_t)rows * cols);
     for (size_t i = 0; i < (size_t)rows * cols; i++) w[i] = 0.02f * dsc_rng_normal(r);
     size_t wb = qt_row_bytes(t, cols) * rows;
     s->t = t, s->rows = rows, s->cols = cols, s->arena = arena;
     s->scales = malloc(sizeof(float) * (size_t)((rows + 127) / 128) * ((cols + 127) / 128));
     qt_quantize(t, w, rows, cols, arena, s->scales);
-    qtensor W = {t, rows, cols, arena, s->scales};
-    if (repack && qt_decode_type(&W) != t) { /* the sizes are equal (qtensor.h) */
-        uint8_t *plain = malloc(wb);
-        memcpy(plain, arena, wb);
-        W.data = plain;
-        qt_repack(&W, qt_decode_type(&W), arena, &W);
-        s->t = W.type;
-        free(plain);
-    }
     s->bytes = wb + (t == QT_FP8 ? sizeof(float) * (size_t)((rows + 127) / 128) * ((cols + 127) / 128) : 0);
     s->copies = (int)(ARENA_BYTES / wb);
     if (s->copies < 1) s->copies = 1;
@@ -154,16 +143,12 @@ int main(int argc, char **argv) {
     printf("\n");
     for (int t = 0; t < QT_COUNT; t++) {
         if (!use[t]) continue;
-        /* each shape as stored, then as the loaders repack it (if they do) */
-        for (int k = 0; k < 2 * (int)(sizeof DECODE_SHAPES / sizeof *DECODE_SHAPES); k++) {
-            const shape *sh = &DECODE_SHAPES[k / 2];
-            const bool repack = k % 2;
+        for (size_t si = 0; si < sizeof DECODE_SHAPES / sizeof *DECODE_SHAPES; si++) {
+            const shape *sh = &DECODE_SHAPES[si];
             if (quick && sh->rows == 8192 && t != QT_Q4_0) continue;
-            qtensor probe = {(qt_type)t, sh->rows, sh->cols, NULL, NULL};
-            if (repack && qt_decode_type(&probe) == (qt_type)t) continue;
             wset s;
-            wset_make(&s, arena, (qt_type)t, sh->rows, sh->cols, &r, repack);
-            printf("%-6s %-24s", qt_name(s.t), sh->what);
+            wset_make(&s, arena, (qt_type)t, sh->rows, sh->cols, &r);
+            printf("%-6s %-24s", qt_name((qt_type)t), sh->what);
             for (size_t n = 0; n < sizeof Ns / sizeof *Ns; n++) {
                 time_decode(&s, x, y, Ns[n], 1); /* warm up */
                 double sec = time_decode(&s, x, y, Ns[n], passes), gbs = s.bytes / sec * 1e-9;

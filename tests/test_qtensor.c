@@ -486,77 +486,6 @@ static void test_dequant_and_parallel(void) {
     }
 }
 
-/* QT_Q4_0X4, the loaders' repacked Q4_0: sizes, the choice of qt_decode_type, and on every path
- * dequantized rows and products (N = 1 .. 40: decode and prefill) bit-identical to the Q4_0
- * they came from, computed the way that path computes q4_0x4 (see below). */
-static void test_repack(void) {
-    static const int shapes[][2] = {{4, 32}, {8, 96}, {12, 160}, {132, 288}, {260, 544}, {64, 2048}};
-    static const int Ns[] = {1, 2, 3, 5, 16, 17, 40};
-    CHECK(qt_bytes(QT_Q4_0X4, 6, 64) == 0 && qt_bytes(QT_Q4_0X4, 8, 48) == 0 && qt_bytes(QT_Q4_0X4, 8, 96) == 8 * 72,
-          "q4_0x4 sizes (rows in fours, columns in groups of 128)");
-    CHECK(qt_parse("q4_0x4") < 0 && strcmp(qt_name(QT_Q4_0X4), "q4_0x4") == 0, "q4_0x4 is not a file type");
-    dsc_rng r;
-    dsc_rng_seed(&r, 13);
-    const dsc_isa best = dsc_kernels_isa();
-    const bool native = qt_matmul_int8_activations(QT_Q4_0X4, 1); /* AVX-512 VNNI here */
-    int repacked_paths = 0;
-    for (size_t sh = 0; sh < sizeof shapes / sizeof *shapes; sh++) {
-        const int rows = shapes[sh][0], cols = shapes[sh][1];
-        qmat q;
-        qmat_make(&q, QT_Q4_0, rows, cols, &r);
-        CHECK(qt_decode_type(&q.W) == (native ? QT_Q4_0X4 : QT_Q4_0), "qt_decode_type %dx%d", rows, cols);
-        qtensor odd = {QT_Q4_0, rows - 1, cols, q.data, NULL}, q8 = {QT_Q8_0, rows, cols, q.data, NULL};
-        CHECK(qt_decode_type(&odd) == QT_Q4_0 && qt_decode_type(&q8) == QT_Q8_0, "only Q4_0 in fours repacks");
-        qtensor X;
-        uint8_t *xd = malloc(qt_bytes(QT_Q4_0X4, rows, cols));
-        qt_repack(&q.W, QT_Q4_0X4, xd, &X);
-        CHECK(X.type == QT_Q4_0X4 && X.rows == rows && X.cols == cols && X.data == xd, "qt_repack's result");
-        float *row = malloc(sizeof(float) * cols);
-        float *x = malloc(sizeof(float) * 40 * cols), *y = malloc(sizeof(float) * 40 * rows),
-              *y4 = malloc(sizeof(float) * 40 * rows);
-        for (int i = 0; i < 40 * cols; i++) x[i] = dsc_rng_normal(&r);
-        for (int isa = 0; isa <= (int)best; isa++) {
-            if (dsc_kernels_force_isa((dsc_isa)isa) != (dsc_isa)isa) continue;
-            int bad = 0;
-            for (int i = 0; i < rows; i++) {
-                qt_dequant_row(row, &X, i);
-                bad += memcmp(row, q.deq + (size_t)i * cols, sizeof(float) * cols) != 0;
-            }
-            CHECK(bad == 0, "%s %dx%d: %d q4_0x4 rows dequantize differently", isa_names[isa], rows, cols, bad);
-            const bool reads = isa == DSC_ISA_PORTABLE || qt_matmul_int8_activations(QT_Q4_0X4, 1);
-            repacked_paths += reads && isa != DSC_ISA_PORTABLE;
-            for (size_t ni = 0; ni < sizeof Ns / sizeof *Ns; ni++) {
-                const int N = Ns[ni];
-                for (int acc = 0; acc < 2; acc++) {
-                    for (int i = 0; i < N * rows; i++) y[i] = y4[i] = acc ? (float)(i % 5) : NAN;
-                    qt_matmul(y4, x, &X, N, acc);
-                    /* where this ISA does not read q4_0x4, its decode (N <= 16) is the portable
-                     * path's; prefill is the dequantized rows (equal everywhere) through this
-                     * ISA's dsc_sgemm either way */
-                    if (!reads && N <= 16) dsc_kernels_force_isa(DSC_ISA_PORTABLE);
-                    qt_matmul(y, x, &q.W, N, acc);
-                    dsc_kernels_force_isa((dsc_isa)isa);
-                    CHECK(memcmp(y, y4, sizeof(float) * (size_t)N * rows) == 0,
-                          "%s %dx%d N=%d acc=%d: q4_0x4 product differs from q4_0's", isa_names[isa], rows, cols, N, acc);
-                }
-            }
-            /* in a batch beside another product, as the engine's MoE and attention call them */
-            qt_job jobs[2] = {{y4, x, &X, 1, false}, {y4 + rows, x, &q.W, 1, false}};
-            qt_matmul_batch(jobs, 2);
-            if (!reads) dsc_kernels_force_isa(DSC_ISA_PORTABLE);
-            qt_matmul(y, x, &q.W, 1, false);
-            dsc_kernels_force_isa((dsc_isa)isa);
-            CHECK(memcmp(y, y4, sizeof(float) * rows) == 0, "%s %dx%d: q4_0x4 in qt_matmul_batch", isa_names[isa], rows,
-                  cols);
-        }
-        dsc_kernels_force_isa(best);
-        free(row), free(x), free(y), free(y4), free(xd);
-        qmat_free(&q);
-    }
-    printf("  q4_0x4: %s; bit-identical to q4_0 in %d (shape, vector path) cases that read it, and on the portable path\n",
-           native ? "chosen by qt_decode_type here" : "not chosen here (no AVX-512 VNNI)", repacked_paths);
-}
-
 int main(void) {
     printf("code path: %s\n", dsc_kernels_isa_name());
     test_formats();
@@ -565,6 +494,5 @@ int main(void) {
     test_quantizers();
     test_dequant_and_parallel();
     test_products();
-    test_repack();
     return tu_finish("test_qtensor");
 }

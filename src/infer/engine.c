@@ -58,26 +58,26 @@ const dsc_config *engine_config(const engine *e) { return &e->cfg; }
 int engine_max_rows(const engine *e) { return e->opt.max_rows; }
 int engine_max_ctx(const engine *e) { return e->opt.max_ctx; }
 
-static double tensor_bytes(const qtensor *t) { return (double)qt_bytes(t->type, t->rows, t->cols); }
-static double ffn_bytes(const iffn *f) { return tensor_bytes(&f->w1) + tensor_bytes(&f->w3) + tensor_bytes(&f->w2); }
+static double qt_bytes(const qtensor *t) { return t->rows > 0 ? (double)t->rows * qt_row_bytes(t->type, t->cols) : 0; }
+static double ffn_bytes(const iffn *f) { return qt_bytes(&f->w1) + qt_bytes(&f->w3) + qt_bytes(&f->w2); }
 
 double engine_decode_weight_bytes(const engine *e) {
     const dsc_config *c = &e->cfg;
     const iweights *w = &e->w;
-    double bytes = tensor_bytes(&w->head) + (double)qt_row_bytes(w->embed.type, w->embed.cols);
+    double bytes = qt_bytes(&w->head) + (double)qt_row_bytes(w->embed.type, w->embed.cols);
     for (int l = 0; l < e->nb; l++) {
         const iblock *b = &w->blocks[l];
         const iattn *a = &b->attn;
-        bytes += tensor_bytes(&a->wq_a) + tensor_bytes(&a->wq_b) + tensor_bytes(&a->wkv_a) + tensor_bytes(&a->wk_t) +
-                 tensor_bytes(&a->wv) + tensor_bytes(&a->wo) + tensor_bytes(&a->idx_wq_b) + tensor_bytes(&a->idx_wk) +
-                 tensor_bytes(&a->idx_weights_proj);
+        bytes += qt_bytes(&a->wq_a) + qt_bytes(&a->wq_b) + qt_bytes(&a->wkv_a) + qt_bytes(&a->wk_t) +
+                 qt_bytes(&a->wv) + qt_bytes(&a->wo) + qt_bytes(&a->idx_wq_b) + qt_bytes(&a->idx_wk) +
+                 qt_bytes(&a->idx_weights_proj);
         if (!b->is_moe) {
             bytes += ffn_bytes(&b->mlp);
             continue;
         }
         double experts = 0;
         for (int x = 0; x < c->n_routed_experts; x++) experts += ffn_bytes(&b->experts[x]);
-        bytes += tensor_bytes(&b->gate) + ffn_bytes(&b->shared) + experts * c->num_experts_per_tok / c->n_routed_experts;
+        bytes += qt_bytes(&b->gate) + ffn_bytes(&b->shared) + experts * c->num_experts_per_tok / c->n_routed_experts;
     }
     return bytes;
 }

@@ -48,42 +48,18 @@ static int vfind(walker *k, qtensor *out, const char *fmt, va_list ap) {
     return k->src->find(k->src->ctx, k->name, out);
 }
 
-/* A matrix [rows, cols] as the source stores it. */
-static int vmat_stored(walker *k, qtensor *out, int rows, int cols, const char *fmt, va_list ap) {
-    if (vfind(k, out, fmt, ap)) return DSC_ERR;
-    if (out->rows != rows || out->cols != cols)
-        return dsc_set_error("%s: tensor '%s': expected shape [%d, %d], found [%d, %d]", k->src->what, k->name, rows,
-                             cols, out->rows, out->cols);
-    return DSC_OK;
-}
-
-__attribute__((format(printf, 5, 6))) static int mat_stored(walker *k, qtensor *out, int rows, int cols,
-                                                            const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    int rc = vmat_stored(k, out, rows, cols, fmt, ap);
-    va_end(ap);
-    return rc;
-}
-
-/* *t in the layout the products read fastest on this machine (Q4_0 repacked, see qtensor.h). */
-static int to_fast_layout(walker *k, qtensor *t) {
-    const qt_type fast = qt_decode_type(t);
-    if (fast == t->type) return DSC_OK;
-    void *data = own(k->w, qt_bytes(fast, t->rows, t->cols));
-    if (!data) return dsc_set_error("%s: tensor '%s': out of memory repacking it", k->src->what, k->name);
-    qt_repack(t, fast, data, t);
-    return DSC_OK;
-}
-
-/* A matrix [rows, cols] the engine multiplies by. */
+/* A matrix [rows, cols]. */
 __attribute__((format(printf, 5, 6))) static int mat(walker *k, qtensor *out, int rows, int cols, const char *fmt,
                                                      ...) {
     va_list ap;
     va_start(ap, fmt);
-    int rc = vmat_stored(k, out, rows, cols, fmt, ap);
+    int rc = vfind(k, out, fmt, ap);
     va_end(ap);
-    return rc ? DSC_ERR : to_fast_layout(k, out);
+    if (rc) return DSC_ERR;
+    if (out->rows != rows || out->cols != cols)
+        return dsc_set_error("%s: tensor '%s': expected shape [%d, %d], found [%d, %d]", k->src->what, k->name, rows,
+                             cols, out->rows, out->cols);
+    return DSC_OK;
 }
 
 /* Any tensor of n values, copied to fp32. */
@@ -120,12 +96,10 @@ static int absorbed(walker *k, const dsc_config *c, int l, iattn *a) {
     int H = c->num_attention_heads, rkv = c->kv_lora_rank, dn = c->qk_nope_head_dim, dv = c->v_head_dim;
     if (k->src->find_absorbed) {
         int rc = k->src->find_absorbed(k->src->ctx, l, &a->wk_t, &a->wv);
-        snprintf(k->name, sizeof k->name, "layer %d's absorbed k_b / v_b", l);
-        if (rc == DSC_OK) return to_fast_layout(k, &a->wk_t) || to_fast_layout(k, &a->wv) ? DSC_ERR : DSC_OK;
         if (rc != 1) return rc;
     }
     qtensor kvbt, *kvb = &kvbt;
-    if (mat_stored(k, kvb, H * (dn + dv), rkv, "model.layers.%d.self_attn.kv_b_proj.weight", l)) return DSC_ERR;
+    if (mat(k, kvb, H * (dn + dv), rkv, "model.layers.%d.self_attn.kv_b_proj.weight", l)) return DSC_ERR;
     qt_type t = kvb->type == QT_FP8 ? QT_BF16 : kvb->type == QT_Q4_0 ? QT_Q8_0 : kvb->type;
     if (t == QT_Q8_0 && (dn % 32 || rkv % 32)) t = QT_F16; /* rows must be whole Q8_0 blocks */
     float *kv = malloc(sizeof(float) * (size_t)kvb->rows * kvb->cols), *kt = malloc(sizeof(float) * (size_t)H * rkv * dn),

@@ -45,15 +45,6 @@ static ALWAYS_INLINE __m256i fp8_to_f16_16(__m256i w) {
     return _mm256_mask_mov_epi16(h, nan, _mm256_or_si256(h, _mm256_set1_epi16(0x7c00)));
 }
 
-/* One Q4_0 block in fp32 from its 16 nibble bytes and its scale. */
-static ALWAYS_INLINE void q4_32(const uint8_t *nib, float scale, __m512 *w0, __m512 *w1) {
-    const __m512 d = _mm512_set1_ps(scale);
-    const __m128i q = _mm_loadu_si128((const __m128i *)nib), m4 = _mm_set1_epi8(0x0f), e8 = _mm_set1_epi8(8);
-    const __m128i lo = _mm_sub_epi8(_mm_and_si128(q, m4), e8), hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(q, 4), m4), e8);
-    *w0 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(lo)), d);
-    *w1 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(hi)), d);
-}
-
 /* Weights of one row in fp32: 32 columns from k (a multiple of 32), FP8 times 2^-8. */
 static ALWAYS_INLINE void load32(const qt_type T, const uint8_t *row, int k, __m512 *w0, __m512 *w1) {
     if (T == QT_F32) {
@@ -76,7 +67,11 @@ static ALWAYS_INLINE void load32(const qt_type T, const uint8_t *row, int k, __m
         *w1 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(b + 18)))), d);
     } else if (T == QT_Q4_0) {
         const uint8_t *b = row + (size_t)(k / QT_QK) * QT_Q4_0_BYTES;
-        q4_32(b + 2, f16_at(b), w0, w1);
+        const __m512 d = _mm512_set1_ps(f16_at(b));
+        const __m128i q = _mm_loadu_si128((const __m128i *)(b + 2)), m4 = _mm_set1_epi8(0x0f), e8 = _mm_set1_epi8(8);
+        const __m128i lo = _mm_sub_epi8(_mm_and_si128(q, m4), e8), hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(q, 4), m4), e8);
+        *w0 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(lo)), d);
+        *w1 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(hi)), d);
     } else { /* QT_FP8 */
         __m512i h = fp8_to_f16_32(_mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(row + k))));
         *w0 = _mm512_cvtph_ps(_mm512_castsi512_si256(h));
@@ -134,15 +129,6 @@ static void widen_any(const qtensor *W, const uint8_t *row, int c0, int n, float
 }
 
 static void dequant_avx512(const qtensor *W, int r, int c0, int n, float *out) {
-    if (W->type == QT_Q4_0X4) {
-        for (int b = c0 / QT_QK; b < (c0 + n) / QT_QK; b++, out += QT_QK) {
-            __m512 w0, w1;
-            q4_32(qt_x4_nibbles(W, r, b), f16_at(qt_x4_scale(W, r, b)), &w0, &w1);
-            _mm512_storeu_ps(out, w0);
-            _mm512_storeu_ps(out + 16, w1);
-        }
-        return;
-    }
     const uint8_t *row = qt_row(W, r);
     if (W->type != QT_FP8) {
         widen_any(W, row, c0, n, 1.0f, out);
@@ -373,16 +359,14 @@ static void decode_avx512(const qt_mm *m, int r0, int r1, void *scratch) {
  * (K = 8 or 128), which the preparation computes. Four blocks (128 columns) make a group: one
  * byte permute gathers their first 16 values into one register and their last 16 into another,
  * so each 128-bit lane holds one block; the lane sums are then scaled by dw * dx per lane in
- * float. Per row of x and group: 2 vpdpbusd, a conversion, a multiply and an FMA. QT_Q4_0X4
- * (Q4_0 repacked by the loader) stores its groups in that order already, scales apart, so its
- * rows need no byte permutes at all. */
+ * float. Per row of x and group: 2 vpdpbusd, a conversion, a multiply and an FMA. */
 
 static bool has_vnni(void) {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vbmi");
 }
 
-static bool int8_activations_avx512(qt_type t) { return (t == QT_Q8_0 || t == QT_Q4_0 || t == QT_Q4_0X4) && has_vnni(); }
+static bool int8_activations_avx512(qt_type t) { return (t == QT_Q8_0 || t == QT_Q4_0) && has_vnni(); }
 
 /* The activations of one row of x for one group of 4 blocks (absent blocks: all zero). */
 typedef struct {
@@ -395,9 +379,6 @@ typedef struct {
 #define GROUP_COLS 128
 #ifndef Q_PF
 #define Q_PF 1536 /* software prefetch distance of the weight stream, bytes */
-#endif
-#ifndef Q_PF_X4
-#define Q_PF_X4 2304 /* the same for QT_Q4_0X4's stream of four rows at a time (8 groups) */
 #endif
 
 static int groups_of(int cols) { return (cols + GROUP_COLS - 1) / GROUP_COLS; }
@@ -424,7 +405,7 @@ const qt_impl qt_impl_avx512 = {dequant_avx512, prepare_bytes_avx512, prepare_q8
 /* xgroup array [groups][N]: group g of row n at [g * N + n]. */
 static void prepare_q8(const qt_mm *m, void *buf) {
     const int cols = m->W->cols, N = m->N, G = groups_of(cols), nblocks = cols / QT_QK;
-    const int K = m->W->type == QT_Q8_0 ? 128 : 8;
+    const int K = m->W->type == QT_Q4_0 ? 8 : 128;
     xgroup *xg = buf;
     memset(buf, 0, sizeof(xgroup) * (size_t)G * N);
     const __m512 sign = _mm512_set1_ps(-0.0f);
@@ -499,30 +480,14 @@ static ALWAYS_INLINE void load_group(const qt_type T, const uint8_t *p, int nb, 
     }
 }
 
-/* QT_Q4_0X4 (see qtensor.h): row i's group needs no shuffle of its bytes; its scales are lanes
- * 4 i .. 4 i + 3 of the group's 16, which x4_lanes(i) spreads to lanes 4 j .. 4 j + 3 (block j). */
-static ALWAYS_INLINE __m512i x4_lanes(int i) {
-    const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
-    return _mm512_add_epi32(_mm512_set1_epi32(4 * i), _mm512_srli_epi32(lane, 2));
-}
-static ALWAYS_INLINE void load_group_x4(const uint8_t *grp, int i, __m512i lanes, __m512i *lo, __m512i *hi,
-                                        __m512 *dw) {
-    const __m512i q = _mm512_loadu_si512(grp + 64 * i), m4 = _mm512_set1_epi8(0x0f);
-    *lo = _mm512_and_si512(q, m4);
-    *hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
-    *dw = _mm512_permutexvar_ps(lanes, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(grp + 256))));
-}
-
-/* Asks for the cache lines of one group of weights at p (72 bytes Q4_0, 136 bytes Q8_0, 288
- * bytes QT_Q4_0X4: groups start 0 or 32 bytes into a line, so five lines hold one). */
+/* Asks for the cache lines of one group of weights at p (72 bytes Q4_0, 136 bytes Q8_0). */
 #ifndef Q_PF_HINT
 #define Q_PF_HINT _MM_HINT_T0
 #endif
 static ALWAYS_INLINE void prefetch_group(const qt_type T, const char *p) {
     _mm_prefetch(p, Q_PF_HINT);
     _mm_prefetch(p + 64, Q_PF_HINT);
-    if (T == QT_Q8_0 || T == QT_Q4_0X4) _mm_prefetch(p + 128, Q_PF_HINT);
-    if (T == QT_Q4_0X4) _mm_prefetch(p + 192, Q_PF_HINT), _mm_prefetch(p + 256, Q_PF_HINT);
+    if (T == QT_Q8_0) _mm_prefetch(p + 128, Q_PF_HINT);
 }
 
 /* Row r of W against rows [n0, n0 + NBN) of x over groups [g0, g1). The accumulators start at
@@ -531,9 +496,8 @@ static ALWAYS_INLINE void q_row(const qt_type T, const int NBN, const qt_mm *m, 
                                 int g0, int g1, __m512 *accbuf) {
     const qtensor *W = m->W;
     const int N = m->N, nblocks = W->cols / QT_QK, G = groups_of(W->cols);
-    const size_t gbytes = T == QT_Q4_0X4 ? QT_X4_GROUP : 4 * (size_t)(T == QT_Q4_0 ? QT_Q4_0_BYTES : QT_Q8_0_BYTES);
-    const uint8_t *row = T == QT_Q4_0X4 ? qt_x4_group(W, r, 0) : qt_row(W, r);
-    const __m512i lanes = x4_lanes(r % 4);
+    const size_t gbytes = 4 * (size_t)(T == QT_Q4_0 ? QT_Q4_0_BYTES : QT_Q8_0_BYTES);
+    const uint8_t *row = qt_row(W, r);
     const xgroup *xg = (const xgroup *)m->xq + (size_t)g0 * N + n0;
     __m512 acc[16];
 #pragma GCC unroll 16
@@ -545,10 +509,7 @@ static ALWAYS_INLINE void q_row(const qt_type T, const int NBN, const qt_mm *m, 
         /* the weights stream from DRAM once: asking for them Q_PF bytes ahead overlaps the
          * fetch with this group's arithmetic (measured: 46% -> 66% of one core's bandwidth) */
         prefetch_group(T, (const char *)(row + (size_t)g * gbytes) + Q_PF);
-        if (T == QT_Q4_0X4)
-            load_group_x4(row + (size_t)g * gbytes, r % 4, lanes, &lo, &hi, &dw);
-        else
-            load_group(T, row + (size_t)g * gbytes, nb, pt, &lo, &hi, &dw);
+        load_group(T, row + (size_t)g * gbytes, nb, pt, &lo, &hi, &dw);
 #pragma GCC unroll 16
         for (int j = 0; j < NBN; j++) {
             __m512i s = _mm512_loadu_si512(xg[j].corr);
@@ -571,37 +532,28 @@ static ALWAYS_INLINE void q_row(const qt_type T, const int NBN, const qt_mm *m, 
 }
 
 /* N == 1, whole rows: four rows of W at once (four independent accumulator chains, one horizontal
- * reduction for the four), the common decode case. Q4_0 / Q8_0: four rows rb bytes apart, each
- * group gathered by byte permutes; QT_Q4_0X4: the four rows' groups side by side in one linear
- * stream, each row's group one load, two masks and a shift from vpdpbusd, its scales one vpermps. */
+ * reduction for the four), the common decode case. */
 static ALWAYS_INLINE void q_rows4(const qt_type T, const qt_mm *m, const perm_tables *pt, int r) {
     const qtensor *W = m->W;
-    const bool x4 = T == QT_Q4_0X4;
     const int nblocks = W->cols / QT_QK, G = groups_of(W->cols);
-    const size_t gbytes = x4 ? QT_X4_GROUP : 4 * (size_t)(T == QT_Q4_0 ? QT_Q4_0_BYTES : QT_Q8_0_BYTES);
-    const size_t rb = x4 ? 0 : qt_row_bytes(W->type, W->cols);
-    const uint8_t *row = x4 ? qt_x4_group(W, r, 0) : qt_row(W, r);
+    const size_t gbytes = 4 * (size_t)(T == QT_Q4_0 ? QT_Q4_0_BYTES : QT_Q8_0_BYTES);
+    const size_t rb = qt_row_bytes(W->type, W->cols);
+    const uint8_t *row = qt_row(W, r);
     const xgroup *xg = (const xgroup *)m->xq;
-    const __m512i lanes[4] = {x4_lanes(0), x4_lanes(1), x4_lanes(2), x4_lanes(3)};
     __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
     for (int g = 0; g < G; g++, xg++) {
         const int nb = nblocks - 4 * g < 4 ? nblocks - 4 * g : 4;
         const __m512i xlo = _mm512_loadu_si512(xg->lo), xhi = _mm512_loadu_si512(xg->hi);
         const __m512i corr = _mm512_loadu_si512(xg->corr);
         const __m512 dx = _mm512_loadu_ps(xg->dx);
-        if (x4) prefetch_group(T, (const char *)(row + (size_t)g * gbytes) + Q_PF_X4);
 #pragma GCC unroll 4
         for (int i = 0; i < 4; i++) {
             const uint8_t *p = row + (size_t)i * rb + (size_t)g * gbytes;
+            /* the four rows are one stream 4 rb wide: fetch the same place of the next four */
+            prefetch_group(T, (const char *)p + 4 * rb);
             __m512i lo, hi;
             __m512 dw;
-            if (x4) {
-                load_group_x4(p, i, lanes[i], &lo, &hi, &dw);
-            } else {
-                /* the four rows are one stream 4 rb wide: fetch the same place of the next four */
-                prefetch_group(T, (const char *)p + 4 * rb);
-                load_group(T, p, nb, pt, &lo, &hi, &dw);
-            }
+            load_group(T, p, nb, pt, &lo, &hi, &dw);
             __m512i s = _mm512_dpbusd_epi32(corr, lo, xlo);
             s = _mm512_dpbusd_epi32(s, hi, xhi);
             acc[i] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(s), dx), dw, acc[i]);
@@ -618,8 +570,6 @@ static ALWAYS_INLINE void q_rows4(const qt_type T, const qt_mm *m, const perm_ta
     case NBN_:                                                                                          \
         if (T == QT_Q4_0)                                                                               \
             q_row(QT_Q4_0, NBN_, m, pt, r, n0, g0, g1, accbuf);                                         \
-        else if (T == QT_Q4_0X4)                                                                        \
-            q_row(QT_Q4_0X4, NBN_, m, pt, r, n0, g0, g1, accbuf);                                       \
         else                                                                                            \
             q_row(QT_Q8_0, NBN_, m, pt, r, n0, g0, g1, accbuf);                                         \
         break;
@@ -666,11 +616,8 @@ static void decode_q_vnni(const qt_mm *m, int r0, int r1) {
     __m512 accbuf[Q_ROWS * 128];
     if (N == 1 && cg == G) { /* whole rows, four at a time */
         int r = r0;
-        if (m->W->type == QT_Q4_0X4) /* whole groups of four rows */
-            for (; r < r1 && r % 4; r++) q_row_any(m->W->type, 1, m, &pt, r, 0, 0, G, accbuf);
         for (; r + 4 <= r1; r += 4) {
             if (m->W->type == QT_Q4_0) q_rows4(QT_Q4_0, m, &pt, r);
-            else if (m->W->type == QT_Q4_0X4) q_rows4(QT_Q4_0X4, m, &pt, r);
             else q_rows4(QT_Q8_0, m, &pt, r);
         }
         for (; r < r1; r++) q_row_any(m->W->type, 1, m, &pt, r, 0, 0, G, accbuf);

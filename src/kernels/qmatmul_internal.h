@@ -16,8 +16,6 @@
 #define QT_Q8_0_BYTES 34  /* fp16 d + 32 int8 */
 #define QT_Q4_0_BYTES 18  /* fp16 d + 16 bytes of nibbles */
 #define QT_FP8_BLOCK 128  /* FP8 scale blocks are 128 x 128 */
-#define QT_X4_COLS 128    /* QT_Q4_0X4: columns of a group (4 blocks) */
-#define QT_X4_GROUP 288   /* QT_Q4_0X4: bytes of one group of four rows (4 x 64 nibbles, 16 fp16) */
 
 /* Up to this many rows of x a product runs the decode kernels (each weight read once, from
  * memory, for all rows); above it, prefill (fp32 tiles of W through dsc_sgemm). */
@@ -62,20 +60,6 @@ static inline const float *qt_fp8_scales(const qtensor *W, int rb) {
     return W->scale_inv + (size_t)rb * (size_t)((W->cols + QT_FP8_BLOCK - 1) / QT_FP8_BLOCK);
 }
 
-/* QT_Q4_0X4: the group g (128 columns) of the four rows around row r (see qtensor.h), and within
- * it row r's block b: its 16 nibble bytes (Q4_0's order) and its fp16 scale. */
-static inline const uint8_t *qt_x4_group(const qtensor *W, int r, int g) {
-    const size_t G = (size_t)((W->cols + QT_X4_COLS - 1) / QT_X4_COLS);
-    return (const uint8_t *)W->data + ((size_t)(r / 4) * G + (size_t)g) * QT_X4_GROUP;
-}
-static inline const uint8_t *qt_x4_nibbles(const qtensor *W, int r, int b) {
-    return qt_x4_group(W, r, b / 4) + 64 * (r % 4) + 16 * (b % 4);
-}
-static inline const uint8_t *qt_x4_scale(const qtensor *W, int r, int b) {
-    return qt_x4_group(W, r, b / 4) + 256 + 2 * (4 * (r % 4) + b % 4);
-}
-
-/* Row r's bytes (not for QT_Q4_0X4, whose rows are interleaved). */
 static inline const uint8_t *qt_row(const qtensor *W, int r) {
     return (const uint8_t *)W->data + (size_t)r * qt_row_bytes(W->type, W->cols);
 }

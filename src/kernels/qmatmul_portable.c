@@ -11,16 +11,8 @@ static inline uint16_t rd16(const uint8_t *p) {
     return v;
 }
 
-/* One Q4_0 block: byte j holds value j (low nibble) and value j + 16 (high), both offset by 8. */
-static void q4_block(const uint8_t *nib, float d, float *out) {
-    for (int j = 0; j < QT_QK / 2; j++) {
-        out[j] = (float)((nib[j] & 0xf) - 8) * d;
-        out[j + QT_QK / 2] = (float)((nib[j] >> 4) - 8) * d;
-    }
-}
-
 static void dequant_portable(const qtensor *W, int r, int c0, int n, float *out) {
-    const uint8_t *row = W->type == QT_Q4_0X4 ? NULL : qt_row(W, r);
+    const uint8_t *row = qt_row(W, r);
     switch (W->type) {
     case QT_F32: memcpy(out, (const float *)(const void *)row + c0, sizeof(float) * (size_t)n); break;
     case QT_F16:
@@ -39,12 +31,12 @@ static void dequant_portable(const qtensor *W, int r, int c0, int n, float *out)
     case QT_Q4_0:
         for (int b = c0 / QT_QK; b < (c0 + n) / QT_QK; b++, out += QT_QK) {
             const uint8_t *blk = row + (size_t)b * QT_Q4_0_BYTES;
-            q4_block(blk + 2, qt_f16_to_f32(rd16(blk)), out);
+            const float d = qt_f16_to_f32(rd16(blk));
+            for (int j = 0; j < QT_QK / 2; j++) {
+                out[j] = (float)((blk[2 + j] & 0xf) - 8) * d;
+                out[j + QT_QK / 2] = (float)((blk[2 + j] >> 4) - 8) * d;
+            }
         }
-        break;
-    case QT_Q4_0X4:
-        for (int b = c0 / QT_QK; b < (c0 + n) / QT_QK; b++, out += QT_QK)
-            q4_block(qt_x4_nibbles(W, r, b), qt_f16_to_f32(rd16(qt_x4_scale(W, r, b))), out);
         break;
     case QT_FP8: {
         const float *s = qt_fp8_scales(W, r / QT_FP8_BLOCK);

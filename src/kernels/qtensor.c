@@ -26,17 +26,11 @@ size_t qt_row_bytes(qt_type t, int cols) {
     case QT_Q8_0: return cols % QT_QK ? 0 : (size_t)(cols / QT_QK) * QT_Q8_0_BYTES;
     case QT_Q4_0: return cols % QT_QK ? 0 : (size_t)(cols / QT_QK) * QT_Q4_0_BYTES;
     case QT_FP8: return (size_t)cols;
-    case QT_Q4_0X4: return cols % QT_QK ? 0 : (size_t)((cols + QT_X4_COLS - 1) / QT_X4_COLS) * (QT_X4_GROUP / 4);
     default: return 0;
     }
 }
 
-size_t qt_bytes(qt_type t, int rows, int cols) {
-    if (rows <= 0 || (t == QT_Q4_0X4 && rows % 4)) return 0;
-    return (size_t)rows * qt_row_bytes(t, cols);
-}
-
-const char *qt_name(qt_type t) { return (unsigned)t < QT_COUNT ? type_names[t] : t == QT_Q4_0X4 ? "q4_0x4" : "?"; }
+const char *qt_name(qt_type t) { return (unsigned)t < QT_COUNT ? type_names[t] : "?"; }
 
 int qt_parse(const char *name) {
     for (int t = 0; name && t < QT_COUNT; t++)
@@ -176,7 +170,7 @@ static void quantize_fp8(const float *src, int rows, int cols, uint8_t *dst, flo
 
 void qt_quantize(qt_type t, const float *src, int rows, int cols, void *dst, float *scale_inv) {
     const size_t rb = qt_row_bytes(t, cols);
-    if (rows <= 0 || rb == 0 || t >= QT_COUNT) return; /* the in-memory layouts come from qt_repack */
+    if (rows <= 0 || rb == 0) return;
     uint8_t *out = dst;
     if (t == QT_FP8) {
         quantize_fp8(src, rows, cols, out, scale_inv);
@@ -210,7 +204,7 @@ void qt_quantize(qt_type t, const float *src, int rows, int cols, void *dst, flo
 
 /* ---- code paths ----------------------------------------------------------------------------- */
 
-static const qt_impl *isa_impl(dsc_isa isa) {
+static const qt_impl *impl_for(dsc_isa isa) {
 #if DSC_X86
     __builtin_cpu_init();
     if (isa == DSC_ISA_AVX512 && __builtin_cpu_supports("f16c")) return &qt_impl_avx512;
@@ -220,53 +214,9 @@ static const qt_impl *isa_impl(dsc_isa isa) {
     return &qt_impl_portable;
 }
 
-/* The path for products over t: the current ISA's, except that QT_Q4_0X4 is read only by the
- * path it is made for (qt_decode_type) and by the portable one (a test may force another ISA
- * after a loader repacked). */
-static const qt_impl *impl_for(qt_type t) {
-    const qt_impl *im = isa_impl(dsc_kernels_isa());
-    if (t == QT_Q4_0X4 && !(im->int8_activations && im->int8_activations(t))) return &qt_impl_portable;
-    return im;
-}
-
-qt_type qt_decode_type(const qtensor *W) {
-    if (W->type != QT_Q4_0 || !qt_bytes(QT_Q4_0X4, W->rows, W->cols)) return W->type;
-    const qt_impl *im = isa_impl(dsc_kernels_isa());
-    return im->int8_activations && im->int8_activations(QT_Q4_0X4) ? QT_Q4_0X4 : W->type;
-}
-
-void qt_repack(const qtensor *W, qt_type t, void *dst, qtensor *out) {
-    const qtensor src = *W;
-    *out = (qtensor){t, src.rows, src.cols, dst, src.scale_inv};
-    if (t != QT_Q4_0X4 || src.type != QT_Q4_0) {
-        memcpy(dst, src.data, qt_bytes(src.type, src.rows, src.cols));
-        return;
-    }
-    const int nblocks = src.cols / QT_QK, G = (src.cols + QT_X4_COLS - 1) / QT_X4_COLS;
-    const size_t rb = qt_row_bytes(QT_Q4_0, src.cols);
-#pragma omp parallel for schedule(static) if ((size_t)src.rows * src.cols > (1u << 18))
-    for (int q = 0; q < src.rows / 4; q++)
-        for (int g = 0; g < G; g++) {
-            uint8_t *grp = (uint8_t *)dst + ((size_t)q * G + g) * QT_X4_GROUP;
-            for (int i = 0; i < 4; i++)
-                for (int j = 0; j < 4; j++) {
-                    const int b = 4 * g + j;
-                    uint8_t *nib = grp + 64 * i + 16 * j, *scale = grp + 256 + 2 * (4 * i + j);
-                    if (b < nblocks) { /* Q4_0 block: fp16 scale, then the 16 nibble bytes */
-                        const uint8_t *blk = (const uint8_t *)src.data + (size_t)(4 * q + i) * rb + (size_t)b * QT_Q4_0_BYTES;
-                        memcpy(scale, blk, 2);
-                        memcpy(nib, blk + 2, 16);
-                    } else { /* padding: value 0 (nibble 8, scale 0) */
-                        memset(scale, 0, 2);
-                        memset(nib, 0x88, 16);
-                    }
-                }
-        }
-}
-
 void qt_dequant_row(float *out, const qtensor *W, int r) {
     if (r < 0 || r >= W->rows || qt_row_bytes(W->type, W->cols) == 0) return;
-    impl_for(W->type)->dequant(W, r, 0, W->cols, out);
+    impl_for(dsc_kernels_isa())->dequant(W, r, 0, W->cols, out);
 }
 
 /* ---- per-thread scratch --------------------------------------------------------------------- */
@@ -445,7 +395,7 @@ static void run_prefill(const qt_impl *im, qt_mm *m, int nt) {
 }
 
 bool qt_matmul_int8_activations(qt_type t, int N) {
-    const qt_impl *im = impl_for(t);
+    const qt_impl *im = impl_for(dsc_kernels_isa());
     return N >= 1 && N <= QT_DECODE_MAX_N && im->int8_activations && im->int8_activations(t);
 }
 
@@ -461,7 +411,7 @@ void qt_matmul(float *y, const float *x, const qtensor *W, int N, bool accumulat
         dsc_sgemm(false, true, N, rows, cols, 1.0f, x, cols, W->data, cols, accumulate ? 1.0f : 0.0f, y, rows);
         return;
     }
-    const qt_impl *im = impl_for(W->type);
+    const qt_impl *im = impl_for(dsc_kernels_isa());
     qt_mm m = {W, x, y, N, accumulate, NULL};
     int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
     if ((double)rows * cols < PARALLEL_MIN_WEIGHTS) nt = 1;
@@ -477,15 +427,14 @@ void qt_matmul(float *y, const float *x, const qtensor *W, int N, bool accumulat
 #define BATCH_MAX_JOBS 256
 
 void qt_matmul_batch(const qt_job *jobs, int n) {
-    const qt_impl *im = isa_impl(dsc_kernels_isa());
+    const qt_impl *im = impl_for(dsc_kernels_isa());
     int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
     /* the decode-sized products are prepared here and share one parallel pass; others run alone */
     size_t pb_total = 0, off[BATCH_MAX_JOBS];
     int dec[BATCH_MAX_JOBS], nd = 0;
     for (int j = 0; j < n; j++) {
         const qt_job *b = &jobs[j];
-        bool decode = b->N > 0 && b->N <= QT_DECODE_MAX_N && b->W->rows > 0 && qt_row_bytes(b->W->type, b->W->cols) &&
-                      impl_for(b->W->type) == im;
+        bool decode = b->N > 0 && b->N <= QT_DECODE_MAX_N && b->W->rows > 0 && qt_row_bytes(b->W->type, b->W->cols);
         if (!decode || nd == BATCH_MAX_JOBS || nt <= 1) {
             qt_matmul(b->y, b->x, b->W, b->N, b->accumulate);
             continue;
