@@ -4,7 +4,7 @@
 #   2. `dsc grpo` on the same task (rule-based rewards, held-out accuracy every 25 steps).
 # For arithmetic (1-2 digit operands) and then countdown (3-4 numbers). Each stage has a time
 # limit (minutes): SFT_MINUTES (20), SFT2_MINUTES (40) and SFT3_MINUTES (40) for the three
-# cold-start stages, GRPO_MINUTES (30), COUNTDOWN_GRPO_MINUTES (10). TASKS (default
+# cold-start stages, GRPO_MINUTES (30), COUNTDOWN_GRPO_MINUTES (30). TASKS (default
 # "arithmetic countdown") picks the tasks.
 # Output: out/rl/{arith,countdown}/{sft,grpo}; the GRPO plots are out/rl/*/grpo/grpo.svg.
 set -euo pipefail
@@ -14,7 +14,7 @@ sft_min=${SFT_MINUTES:-20}
 sft2_min=${SFT2_MINUTES:-40}
 sft3_min=${SFT3_MINUTES:-40}
 grpo_min=${GRPO_MINUTES:-30}
-cd_grpo_min=${COUNTDOWN_GRPO_MINUTES:-10}
+cd_grpo_min=${COUNTDOWN_GRPO_MINUTES:-30}
 tasks=${TASKS:-arithmetic countdown}
 test -d out/run || { echo "rl.sh: run run.sh first (it pretrains out/run)" >&2; exit 1; }
 mkdir -p out/rl
