@@ -3,14 +3,18 @@
 Each figure is the best over the rounds; "best" columns compare the best thread count of each
 implementation (on 2 vCPUs either can lose at 2 threads under contention). Decode bandwidth is
 the weight bytes one decode token reads (bench_infer, the same GGUF for both) times tokens/s,
-against the DRAM bandwidth bench_infer measured."""
+against the best DRAM bandwidth probe of the model's runs (bench_infer); for dsc also "paired":
+each tg run against the probes taken just before and after it, the median of the runs at the
+best thread count (the probe moves by a fifth within minutes on a shared machine)."""
 import json
+import statistics
 import sys
 from collections import defaultdict
 
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 best = defaultdict(float)          # (model, impl, test, threads) -> tokens/s
 wbytes, bw = {}, defaultdict(float)
+paired = defaultdict(list)         # (model, threads) -> dsc's paired fractions of its tg runs
 for r in rows:
     m, impl, t = r["model"], r["impl"], r["threads"]
     if impl == "dsc":
@@ -21,6 +25,8 @@ for r in rows:
             if "weight_bytes" in r:
                 wbytes[m] = r["weight_bytes"]
                 bw[m] = max(bw[m], r["bandwidth_gbs"])
+                if "paired_fraction" in r:
+                    paired[(m, t)].append(r["paired_fraction"])
     elif "pl" in r:  # llama-batched-bench
         keys = [(f"prompts S={r['pl']}", r["speed_pp"]), (f"decode S={r['pl']}", r["speed_tg"])]
     else:            # llama-bench
@@ -51,6 +57,9 @@ for m in dict.fromkeys(k[0] for k in best):
         if test.startswith("tg") or test == "decode S=1":
             if m in wbytes and bw[m]:
                 line += f"   dsc {max(d) * wbytes[m] / 1e9 / bw[m]:.0%} of bandwidth"
+                pf = paired.get((m, threads[d.index(max(d))]))
+                if test.startswith("tg") and pf:
+                    line += f" ({statistics.median(pf):.0%} paired)"
                 if have_llama and max(l):
                     line += f", llama.cpp {max(l) * wbytes[m] / 1e9 / bw[m]:.0%}"
         print(line)
