@@ -37,27 +37,6 @@ static const shape PREFILL_SHAPES[] = {
     {"expert down 2048x1408", 2048, 1408},
 };
 
-/* Streaming sum over n floats on `threads` threads; GB/s, best of `reps`. */
-static double read_bandwidth(const float *a, size_t n, int threads, int reps) {
-    double best = 0;
-    for (int rep = 0; rep < reps; rep++) {
-        double t0 = bench_now(), total = 0;
-#pragma omp parallel num_threads(threads) reduction(+ : total)
-        {
-            float s[16] = {0};
-#pragma omp for schedule(static)
-            for (size_t i = 0; i < n; i += 16)
-#pragma omp simd
-                for (int j = 0; j < 16; j++) s[j] += a[i + j];
-            for (int j = 0; j < 16; j++) total += s[j];
-        }
-        double gbs = sizeof(float) * n / (bench_now() - t0) * 1e-9;
-        if (gbs > best) best = gbs;
-        if (total == 12345.0) printf(" "); /* keep the sum */
-    }
-    return best;
-}
-
 typedef struct {
     qt_type t;
     int rows, cols;
@@ -125,8 +104,8 @@ int main(int argc, char **argv) {
         return 1;
     }
     memset(arena, 1, ARENA_BYTES);
-    double bw1 = read_bandwidth((const float *)(const void *)arena, ARENA_BYTES / 4, 1, 4);
-    double bw = read_bandwidth((const float *)(const void *)arena, ARENA_BYTES / 4, threads, 6);
+    double bw1 = dsc_read_bandwidth_gbs((const float *)(const void *)arena, ARENA_BYTES / 4, 1, 4);
+    double bw = dsc_read_bandwidth_gbs((const float *)(const void *)arena, ARENA_BYTES / 4, threads, 6);
     printf("qt_matmul: path %s, %d threads\n", dsc_kernels_isa_name(), threads);
     printf("DRAM read bandwidth (streaming sum over 1 GiB): %.1f GB/s on 1 thread, %.1f GB/s on %d threads\n\n", bw1,
            bw, threads);

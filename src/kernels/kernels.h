@@ -43,8 +43,11 @@ int dsc_num_threads(void);
 /* The fp32 FMA peak of this machine on `threads` threads, in GFLOP/s, measured (about 0.5 s):
  * independent FMAs with the widest vectors the kernels use; 0 on the portable path. */
 double dsc_fma_peak_gflops(int threads);
-/* Memory read bandwidth with all threads, GB/s (10^9 B/s), measured over a 1 GiB buffer (~1 s). */
+/* Memory read bandwidth with all threads, GB/s (10^9 B/s), measured over a fresh 1 GiB buffer (~1 s). */
 double dsc_memory_bandwidth_gbs(void);
+/* The same over the caller's buffer of n floats (make it far larger than the caches), on `threads`
+ * threads, best of `reps` passes: for benchmarks that probe again and again without a new buffer. */
+double dsc_read_bandwidth_gbs(const float *buf, size_t n, int threads, int reps);
 
 /* Matrix-multiply accounting for benchmarks: FLOPs of every dsc_sgemm call (2·M·N·K), and the
  * wall time of the calls made outside parallel regions (those inside run on one thread of a
