@@ -324,6 +324,83 @@ static int task_rows(int rows, int nt) {
     return tr;
 }
 
+/* ---- decode tasks shared by the threads of one pass ---- */
+
+/* Task k: rows [r0, r1) of product `job`. */
+typedef struct {
+    int16_t job;
+    int r0, r1;
+} decode_task;
+
+/* Each thread starts on its own contiguous share of the task list and walks it in order: the
+ * weights it reads are then one stream, and the head of its next task is asked for (into L2)
+ * while it works on this one, so no task starts with a cold stream. A thread done with its share
+ * takes tasks from the far end of another's, so one that is preempted or starts late holds up a
+ * task, not its whole share. A share is [lo, hi) packed in one 64-bit word: the owner takes lo,
+ * others take hi - 1, by compare-and-swap. */
+typedef struct {
+    _Alignas(64) uint64_t range;
+} task_share;
+
+#define QT_MAX_THREADS 256
+#define SHARE(lo, hi) ((uint64_t)(uint32_t)(lo) | (uint64_t)(uint32_t)(hi) << 32)
+
+static int share_take(task_share *q, bool from_end) {
+    uint64_t v = __atomic_load_n(&q->range, __ATOMIC_ACQUIRE);
+    for (;;) {
+        const int lo = (int)(uint32_t)v, hi = (int)(v >> 32);
+        if (lo >= hi) return -1;
+        const uint64_t next = from_end ? SHARE(lo, hi - 1) : SHARE(lo + 1, hi);
+        if (__atomic_compare_exchange_n(&q->range, &v, next, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+            return from_end ? hi - 1 : lo;
+    }
+}
+
+/* Task k of a pass: from the list, or (list NULL) rows [k tr, (k + 1) tr) of product 0. */
+static decode_task task_at(const decode_task *list, int k, int tr, const qt_mm *mm) {
+    return list ? list[k] : (decode_task){0, k * tr, imin(mm->W->rows, (k + 1) * tr)};
+}
+
+/* Bytes of a task's head asked for while the task before it runs. */
+#define TASK_HEAD_BYTES 8192
+
+static void prefetch_task_head(const qt_mm *mm, decode_task t) {
+    const qtensor *W = mm[t.job].W;
+    const size_t rb = qt_row_bytes(W->type, W->cols), all = rb * (size_t)(t.r1 - t.r0);
+    const char *p = (const char *)qt_row(W, t.r0);
+    for (size_t b = 0; b < all && b < TASK_HEAD_BYTES; b += 64) __builtin_prefetch(p + b, 0, 2);
+}
+
+static void run_tasks(const qt_impl *im, const qt_mm *mm, const decode_task *list, int ntask, int tr, int nt) {
+    if (nt > ntask) nt = ntask;
+    if (nt <= 1) {
+        for (int k = 0; k < ntask; k++) {
+            const decode_task t = task_at(list, k, tr, mm);
+            decode_rows(im, &mm[t.job], t.r0, t.r1);
+        }
+        return;
+    }
+    task_share share[QT_MAX_THREADS];
+    if (nt > QT_MAX_THREADS) nt = QT_MAX_THREADS;
+    for (int t = 0; t < nt; t++) share[t].range = SHARE((long)ntask * t / nt, (long)ntask * (t + 1) / nt);
+#pragma omp parallel num_threads(nt)
+    {
+        const int me = omp_get_thread_num(); /* OpenMP may start fewer than nt: all shares get taken */
+        for (;;) {
+            int k = share_take(&share[me], false);
+            if (k >= 0) {
+                const uint64_t v = __atomic_load_n(&share[me].range, __ATOMIC_RELAXED);
+                if ((int)(uint32_t)v < (int)(v >> 32)) prefetch_task_head(mm, task_at(list, (int)(uint32_t)v, tr, mm));
+            } else {
+                for (int i = 1; i < nt && k < 0; i++) k = share_take(&share[(me + i) % nt], true);
+                if (k < 0) break;
+            }
+            const decode_task t = task_at(list, k, tr, mm);
+            decode_rows(im, &mm[t.job], t.r0, t.r1);
+        }
+    }
+}
+
 static void run_decode(const qt_impl *im, qt_mm *m, int nt) {
     const int rows = m->W->rows;
     size_t pb = im->prepare_bytes ? im->prepare_bytes(m->W, m->N) : 0;
@@ -337,13 +414,7 @@ static void run_decode(const qt_impl *im, qt_mm *m, int nt) {
         m->xq = buf;
     }
     const int tr = task_rows(rows, nt);
-    const int tasks = (rows + tr - 1) / tr;
-    if (nt <= 1 || tasks <= 1) {
-        for (int t = 0; t < tasks; t++) decode_rows(im, m, t * tr, imin(rows, (t + 1) * tr));
-        return;
-    }
-#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
-    for (int t = 0; t < tasks; t++) decode_rows(im, m, t * tr, imin(rows, (t + 1) * tr));
+    run_tasks(im, m, NULL, (rows + tr - 1) / tr, tr, nt);
 }
 
 /* Rows [r0, r1) of y: tiles of PREFILL_COLS columns of those rows dequantized into `panel`, each
@@ -446,11 +517,7 @@ void qt_matmul_batch(const qt_job *jobs, int n) {
     if (nd == 0) return;
     unsigned char *pbuf = pb_total ? thread_scratch(0, pb_total) : NULL;
     qt_mm mm[BATCH_MAX_JOBS];
-    typedef struct {
-        int16_t job;
-        int r0, r1;
-    } batch_task;
-    batch_task task[BATCH_MAX_TASKS];
+    decode_task task[BATCH_MAX_TASKS];
     int ntask = 0, deferred[BATCH_MAX_JOBS], ndef = 0;
     for (int k = 0; k < nd; k++) {
         const qt_job *b = &jobs[dec[k]];
@@ -469,10 +536,9 @@ void qt_matmul_batch(const qt_job *jobs, int n) {
             deferred[ndef++] = dec[k];
             continue;
         }
-        for (int r = 0; r < rows; r += tr) task[ntask++] = (batch_task){(int16_t)k, r, imin(rows, r + tr)};
+        for (int r = 0; r < rows; r += tr) task[ntask++] = (decode_task){(int16_t)k, r, imin(rows, r + tr)};
     }
-#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
-    for (int t = 0; t < ntask; t++) decode_rows(im, &mm[task[t].job], task[t].r0, task[t].r1);
+    run_tasks(im, mm, task, ntask, 0, nt);
     /* these prepare their activations in the buffer the pass used: only now */
     for (int k = 0; k < ndef; k++) {
         const qt_job *b = &jobs[deferred[k]];
