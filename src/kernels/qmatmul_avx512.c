@@ -454,6 +454,7 @@ static inline __mmask64 bytes_mask(int n) {
 typedef struct {
     uint8_t q4[64], l8[64], h8[64], c8[64];
     uint16_t d4[32], d8[32];
+    uint16_t s4[32]; /* four rows' scales, see q_rows4 */
 } perm_tables;
 
 static perm_tables make_tables(void) {
@@ -468,14 +469,17 @@ static perm_tables make_tables(void) {
     for (int k = 0; k < 32; k++) {
         t.d4[k] = (uint16_t)((k / 4 % 4) * QT_Q4_0_BYTES / 2);
         t.d8[k] = (uint16_t)((k / 4 % 4) * QT_Q8_0_BYTES / 2);
+        t.s4[k] = (uint16_t)((k & 1 ? 32 : 0) + (k / 4 % 4) * QT_Q4_0_BYTES / 2);
     }
     return t;
 }
 
 /* The weights of one group of `nb` (1..4) blocks starting at p: unsigned bytes (lo: values 0..15
- * of each block, hi: 16..31, block j in 128-bit lane j) and the block scales (four lanes each). */
-static ALWAYS_INLINE void load_group(const qt_type T, const uint8_t *p, int nb, const perm_tables *pt, __m512i *lo,
-                                     __m512i *hi, __m512 *dw) {
+ * of each block, hi: 16..31, block j in 128-bit lane j), and in *sw the raw bytes the scales sit
+ * in: Q4_0 the group's first 64 bytes (block j's fp16 scale is word 9 j), Q8_0 the scales
+ * themselves (word k: block k / 4's, as block_scales gives them). */
+static ALWAYS_INLINE void load_group_raw(const qt_type T, const uint8_t *p, int nb, const perm_tables *pt, __m512i *lo,
+                                         __m512i *hi, __m512i *sw) {
     if (T == QT_Q4_0) {
         const int bytes = nb * QT_Q4_0_BYTES;
         const __m512i z0 = _mm512_maskz_loadu_epi8(bytes_mask(bytes), p);
@@ -484,7 +488,7 @@ static ALWAYS_INLINE void load_group(const qt_type T, const uint8_t *p, int nb, 
         const __m512i m4 = _mm512_set1_epi8(0x0f);
         *lo = _mm512_and_si512(q, m4);
         *hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
-        *dw = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutex2var_epi16(z0, _mm512_loadu_si512(pt->d4), z1)));
+        *sw = z0;
     } else {
         const int bytes = nb * QT_Q8_0_BYTES;
         const __m512i a = _mm512_maskz_loadu_epi8(bytes_mask(bytes), p);
@@ -495,8 +499,17 @@ static ALWAYS_INLINE void load_group(const qt_type T, const uint8_t *p, int nb, 
         h = _mm512_mask_permutexvar_epi8(h, (__mmask64)0xff << 56, _mm512_loadu_si512(pt->c8), c);
         *lo = _mm512_xor_si512(_mm512_permutex2var_epi8(a, _mm512_loadu_si512(pt->l8), b), flip);
         *hi = _mm512_xor_si512(h, flip);
-        *dw = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutex2var_epi16(a, _mm512_loadu_si512(pt->d8), b)));
+        *sw = _mm512_permutex2var_epi16(a, _mm512_loadu_si512(pt->d8), b);
     }
+}
+
+/* The same with the block scales in fp32, four lanes a block (lane 4 j + k: block j's). */
+static ALWAYS_INLINE void load_group(const qt_type T, const uint8_t *p, int nb, const perm_tables *pt, __m512i *lo,
+                                     __m512i *hi, __m512 *dw) {
+    __m512i sw;
+    load_group_raw(T, p, nb, pt, lo, hi, &sw);
+    if (T == QT_Q4_0) sw = _mm512_permutexvar_epi16(_mm512_loadu_si512(pt->d4), sw);
+    *dw = _mm512_cvtph_ps(_mm512_castsi512_si256(sw));
 }
 
 /* Asks for the cache lines of one group of weights at p (72 bytes Q4_0, 136 bytes Q8_0), into L1
@@ -554,8 +567,32 @@ static ALWAYS_INLINE void q_row(const qt_type T, const int NBN, const qt_mm *m, 
     }
 }
 
-/* N == 1, whole rows: four rows of W at once (four independent accumulator chains, one horizontal
- * reduction for the four), the common decode case. */
+/* N == 1, whole rows: four rows of W at once, the common decode case. The four rows' lane sums
+ * (16 lanes each: lane 4 j + k holds a quarter of block j) are folded into one vector whose lane
+ * 4 j + i is row i's sum over block j, so that one conversion, one multiply and one FMA scale all
+ * four (instead of one each), and the scales of the four rows are gathered into one vector to
+ * match (measured on Zen 4, 1408 x 2048 Q4_0 in cache: 25 -> 30 GB/s a thread). */
+static ALWAYS_INLINE __m512i fold4(const __m512i s[4]) {
+    const __m512i t01 = _mm512_add_epi32(_mm512_unpacklo_epi32(s[0], s[1]), _mm512_unpackhi_epi32(s[0], s[1]));
+    const __m512i t23 = _mm512_add_epi32(_mm512_unpacklo_epi32(s[2], s[3]), _mm512_unpackhi_epi32(s[2], s[3]));
+    return _mm512_add_epi32(_mm512_unpacklo_epi64(t01, t23), _mm512_unpackhi_epi64(t01, t23));
+}
+
+/* Lane 4 j + i: the scale of block j of row i, from the rows' scale words (load_group_raw). */
+static ALWAYS_INLINE __m512 scales4(const qt_type T, const __m512i sw[4], const perm_tables *pt) {
+    __m512i w;
+    if (T == QT_Q4_0) { /* rows 0, 1 and rows 2, 3 gathered by one two-source permute each */
+        const __m512i idx = _mm512_loadu_si512(pt->s4);
+        w = _mm512_mask_blend_epi16((__mmask32)0xCCCCCCCC, _mm512_permutex2var_epi16(sw[0], idx, sw[1]),
+                                    _mm512_permutex2var_epi16(sw[2], idx, sw[3]));
+    } else { /* word 4 j + i of row i's scale words is already block j's */
+        w = _mm512_mask_blend_epi16((__mmask32)0x22222222, sw[0], sw[1]);
+        w = _mm512_mask_blend_epi16((__mmask32)0x44444444, w, sw[2]);
+        w = _mm512_mask_blend_epi16((__mmask32)0x88888888, w, sw[3]);
+    }
+    return _mm512_cvtph_ps(_mm512_castsi512_si256(w));
+}
+
 static ALWAYS_INLINE void q_rows4(const qt_type T, const qt_mm *m, const perm_tables *pt, int r) {
     const qtensor *W = m->W;
     const int nblocks = W->cols / QT_QK, G = groups_of(W->cols);
@@ -566,12 +603,12 @@ static ALWAYS_INLINE void q_rows4(const qt_type T, const qt_mm *m, const perm_ta
     const size_t pf = pf_rows * rb;
     const uint8_t *row = qt_row(W, r);
     const xgroup *xg = (const xgroup *)m->xq;
-    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+    __m512 acc = _mm512_setzero_ps(); /* lane 4 j + i: row i */
     for (int g = 0; g < G; g++, xg++) {
         const int nb = nblocks - 4 * g < 4 ? nblocks - 4 * g : 4;
         const __m512i xlo = _mm512_loadu_si512(xg->lo), xhi = _mm512_loadu_si512(xg->hi);
         const __m512i corr = _mm512_loadu_si512(xg->corr);
-        const __m512 dx = _mm512_loadu_ps(xg->dx);
+        __m512i s[4], sw[4];
 #pragma GCC unroll 4
         for (int i = 0; i < 4; i++) {
             const uint8_t *p = row + (size_t)i * rb + (size_t)g * gbytes;
@@ -581,17 +618,19 @@ static ALWAYS_INLINE void q_rows4(const qt_type T, const qt_mm *m, const perm_ta
              * with the next four rows into L1, 30 GB/s with the rows eight on into L2) */
             prefetch_group(T, (const char *)p + pf, true);
             __m512i lo, hi;
-            __m512 dw;
-            load_group(T, p, nb, pt, &lo, &hi, &dw);
-            __m512i s = _mm512_dpbusd_epi32(corr, lo, xlo);
-            s = _mm512_dpbusd_epi32(s, hi, xhi);
-            acc[i] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(s), dx), dw, acc[i]);
+            load_group_raw(T, p, nb, pt, &lo, &hi, &sw[i]);
+            s[i] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(corr, lo, xlo), hi, xhi);
         }
+        /* xg->dx: lane 4 j + k is block j's activation scale, for every k: it matches the fold */
+        acc = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(fold4(s)), _mm512_loadu_ps(xg->dx)),
+                              scales4(T, sw, pt), acc);
     }
+    const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(acc), _mm512_extractf32x8_ps(acc, 1));
+    float v[4];
+    _mm_storeu_ps(v, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
     for (int i = 0; i < 4; i++) {
         float *y = m->y + r + i;
-        const float v = _mm512_reduce_add_ps(acc[i]);
-        *y = m->accumulate ? *y + v : v;
+        *y = m->accumulate ? *y + v[i] : v[i];
     }
 }
 
