@@ -665,9 +665,10 @@ static void q_row_any(qt_type T, int nbn, const qt_mm *m, const perm_tables *pt,
     }
 }
 
-/* Rows of W in blocks of Q_ROWS; columns in chunks whose activations (N x chunk) fit in half of
- * L1, so that they are read from L2 once per block of rows rather than once per row. Each row
- * carries its accumulators from chunk to chunk in accbuf. */
+/* Rows of W in blocks of Q_ROWS, rows of x in blocks of 16 (16 accumulators), columns in chunks
+ * whose activations (16 rows x chunk) fit in L1: the block's weights are read from DRAM once and
+ * then from L1/L2 for each block of x, the activations from L2 once per block of W rows. Each row
+ * of W carries its accumulators from chunk to chunk in accbuf. */
 #ifndef Q_ROWS
 #define Q_ROWS 8
 #endif
@@ -679,10 +680,8 @@ static void q_row_any(qt_type T, int nbn, const qt_mm *m, const perm_tables *pt,
 static void decode_q_vnni(const qt_mm *m, int r0, int r1) {
     const perm_tables pt = make_tables();
     const int N = m->N, G = groups_of(m->W->cols);
-    int cg = Q_L1_BYTES / (int)(sizeof(xgroup) * (size_t)N);
-    cg = cg < 1 ? 1 : cg > G ? G : cg;
-    __m512 accbuf[Q_ROWS * 128];
-    if (N == 1 && cg == G) { /* whole rows, four at a time */
+    __m512 accbuf[Q_ROWS * 16];
+    if (N == 1 && (size_t)G * sizeof(xgroup) <= Q_L1_BYTES) { /* whole rows, four at a time */
         int r = r0;
         for (; r + 4 <= r1; r += 4) {
             if (m->W->type == QT_Q4_0) q_rows4(QT_Q4_0, m, &pt, r);
@@ -693,12 +692,15 @@ static void decode_q_vnni(const qt_mm *m, int r0, int r1) {
     }
     for (int rb = r0; rb < r1; rb += Q_ROWS) {
         const int re = r1 - rb < Q_ROWS ? r1 : rb + Q_ROWS;
-        for (int g0 = 0; g0 < G; g0 += cg) {
-            const int g1 = G - g0 < cg ? G : g0 + cg;
-            for (int r = rb; r < re; r++)
-                for (int n0 = 0; n0 < N; n0 += 16) /* up to 16 rows of x at a time (16 accumulators) */
-                    q_row_any(m->W->type, N - n0 < 16 ? N - n0 : 16, m, &pt, r, n0, g0, g1,
-                              accbuf + (size_t)(r - rb) * N + n0);
+        for (int n0 = 0; n0 < N; n0 += 16) {
+            const int nbn = N - n0 < 16 ? N - n0 : 16;
+            int cg = Q_L1_BYTES / (int)(sizeof(xgroup) * (size_t)nbn);
+            cg = cg < 1 ? 1 : cg > G ? G : cg;
+            for (int g0 = 0; g0 < G; g0 += cg) {
+                const int g1 = G - g0 < cg ? G : g0 + cg;
+                for (int r = rb; r < re; r++)
+                    q_row_any(m->W->type, nbn, m, &pt, r, n0, g0, g1, accbuf + (size_t)(r - rb) * 16);
+            }
         }
     }
 }

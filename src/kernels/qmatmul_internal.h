@@ -20,6 +20,11 @@
 /* Up to this many rows of x a product runs the decode kernels (each weight read once, from
  * memory, for all rows); above it, prefill (fp32 tiles of W through dsc_sgemm). */
 #define QT_DECODE_MAX_N 16
+/* Where the path rounds x to int8 (Q8_0/Q4_0 with AVX512-VNNI), products of up to this many rows
+ * run the decode kernels too: integer dot products of the weights as they are (~280 GFLOP/s on 2
+ * Zen 4 cores at 16-128 rows) outrun widening them to fp32 for the GEMM (~135 GFLOP/s). It
+ * covers a whole prefill chunk (the engine's passes are at most 512 rows). */
+#define QT_INT8_MAX_N 1024
 
 /* One product y[N, rows] (+)= x[N, cols] · Wᵀ being computed. */
 typedef struct {

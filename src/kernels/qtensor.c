@@ -465,9 +465,16 @@ static void run_prefill(const qt_impl *im, qt_mm *m, int nt) {
     }
 }
 
+static bool int8_path(const qt_impl *im, qt_type t) { return im->int8_activations && im->int8_activations(t); }
+
+/* Whether a product of N rows of x runs the decode kernels (else prefill). */
+static bool decode_path(const qt_impl *im, qt_type t, int N) {
+    return N <= QT_DECODE_MAX_N || (N <= QT_INT8_MAX_N && int8_path(im, t));
+}
+
 bool qt_matmul_int8_activations(qt_type t, int N) {
     const qt_impl *im = impl_for(dsc_kernels_isa());
-    return N >= 1 && N <= QT_DECODE_MAX_N && im->int8_activations && im->int8_activations(t);
+    return N >= 1 && decode_path(im, t, N) && int8_path(im, t);
 }
 
 void qt_matmul(float *y, const float *x, const qtensor *W, int N, bool accumulate) {
@@ -486,7 +493,7 @@ void qt_matmul(float *y, const float *x, const qtensor *W, int N, bool accumulat
     qt_mm m = {W, x, y, N, accumulate, NULL};
     int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
     if ((double)rows * cols < PARALLEL_MIN_WEIGHTS) nt = 1;
-    if (N <= QT_DECODE_MAX_N)
+    if (decode_path(im, W->type, N))
         run_decode(im, &m, nt);
     else
         run_prefill(im, &m, nt);
@@ -505,7 +512,7 @@ void qt_matmul_batch(const qt_job *jobs, int n) {
     int dec[BATCH_MAX_JOBS], nd = 0;
     for (int j = 0; j < n; j++) {
         const qt_job *b = &jobs[j];
-        bool decode = b->N > 0 && b->N <= QT_DECODE_MAX_N && b->W->rows > 0 && qt_row_bytes(b->W->type, b->W->cols);
+        bool decode = b->N > 0 && decode_path(im, b->W->type, b->N) && b->W->rows > 0 && qt_row_bytes(b->W->type, b->W->cols);
         if (!decode || nd == BATCH_MAX_JOBS || nt <= 1) {
             qt_matmul(b->y, b->x, b->W, b->N, b->accumulate);
             continue;
