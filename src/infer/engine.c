@@ -24,6 +24,7 @@ struct engine {
     rope_table rope;
     int nb;                      /* main blocks (the main pass) */
     double flops_per_token;      /* forward matmul FLOPs of one row (dsc_config_stats) */
+    double serial_pass_flops;    /* passes of less work run on one thread (see forward_rows) */
     int ncache;                  /* blocks with a cache: main + the first MTP block if loaded */
     int *seq_len;                /* [max_seqs], -1 = free */
     float *kv, *pe, *ik;         /* caches [max_seqs][nb][max_ctx][rkv | dr | dI] */
@@ -52,6 +53,46 @@ static float *zalloc(size_t floats, int *fail) {
     float *p = dsc_alloc(floats * sizeof(float));
     if (!p) *fail = 1;
     return p;
+}
+
+/* Below this much work a pass is too small to share between threads by any measure: GRPO then
+ * runs one engine a thread side by side (engine_pass_is_small), and a pass never uses more than
+ * one. On the Intel machine of sessions 1-8 the `small` model decoded 64 rows at about 2,400
+ * tokens/s on one thread and 1,100 on two. */
+#define PARALLEL_MIN_PASS_FLOPS 2e9
+
+bool engine_pass_is_small(const engine *e, int rows) { return e->flops_per_token * rows < PARALLEL_MIN_PASS_FLOPS; }
+
+/* Below PARALLEL_MIN_PASS_FLOPS a pass still runs on all threads when their fork and join are
+ * cheap here: a pass is about PASS_REGIONS_PER_LAYER parallel regions a layer, and goes parallel
+ * when their cost is under a quarter of the pass's work at SERIAL_FLOPS a second on one thread.
+ * The cost is measured when the engine is made: on 2 Zen 4 vCPUs a region takes 0.6 us and the
+ * `small` model decodes 1 row at 4,570 tokens/s on two threads against 3,700 on one (16 rows
+ * 7,250 against 5,550). */
+#define PASS_REGIONS_PER_LAYER 12
+#define SERIAL_FLOPS 2e10
+
+/* Seconds of one fork and join of all threads: the median of 31 empty parallel regions after
+ * a warm-up. */
+static double fork_join_seconds(void) {
+    if (omp_get_max_threads() < 2) return 0;
+    double t[31];
+    volatile int sink = 0;
+    for (int k = -8; k < 31; k++) {
+        double t0 = omp_get_wtime();
+#pragma omp parallel
+        {
+            if (omp_get_thread_num() == 0) sink = sink + 1;
+        }
+        if (k >= 0) t[k] = omp_get_wtime() - t0;
+    }
+    for (int i = 1; i < 31; i++) /* insertion sort: 31 values */
+        for (int j = i; j > 0 && t[j] < t[j - 1]; j--) {
+            double v = t[j];
+            t[j] = t[j - 1];
+            t[j - 1] = v;
+        }
+    return t[15];
 }
 
 const dsc_config *engine_config(const engine *e) { return &e->cfg; }
@@ -127,6 +168,8 @@ dsc_status engine_create(iweights *w, const engine_options *o, engine **out) {
     dsc_config_stats cs;
     e->flops_per_token = dsc_config_stats_compute(c, &cs) == DSC_OK ? cs.flops_per_token : 1e12;
     e->nb = c->num_hidden_layers;
+    e->serial_pass_flops = 4.0 * PASS_REGIONS_PER_LAYER * e->nb * fork_join_seconds() * SERIAL_FLOPS;
+    if (e->serial_pass_flops > PARALLEL_MIN_PASS_FLOPS) e->serial_pass_flops = PARALLEL_MIN_PASS_FLOPS;
     e->ncache = e->nb + (c->num_nextn_predict_layers > 0 ? 1 : 0);
     int R = o->max_rows, d = c->hidden_size, n = cfg_streams(c), H = c->num_attention_heads;
     int rq = c->q_lora_rank, rkv = c->kv_lora_rank, dr = c->qk_rope_head_dim, dqk = cfg_qk_head_dim(c);
@@ -500,15 +543,8 @@ static void sublayer_pass(engine *e, int l, sublayer which, int R, float *x_in, 
  * (NULL: none; e->hn keeps the normed final states either way). */
 static void forward_rows_all(engine *e, int R, float *logits);
 
-/* Below this much work a pass runs on one thread: a small model's pass is hundreds of short
- * parallel regions, and on 2 cores their fork/join costs more than it saves (the `small` model
- * decodes 64 rows at about 2,400 tokens/s on one thread and 1,100 on two). */
-#define PARALLEL_MIN_PASS_FLOPS 2e9
-
-bool engine_pass_is_small(const engine *e, int rows) { return e->flops_per_token * rows < PARALLEL_MIN_PASS_FLOPS; }
-
 static void forward_rows(engine *e, int R, float *logits) {
-    if (!engine_pass_is_small(e, R) || omp_in_parallel()) {
+    if (e->flops_per_token * R >= e->serial_pass_flops || omp_in_parallel()) {
         forward_rows_all(e, R, logits);
         return;
     }
