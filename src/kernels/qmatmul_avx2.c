@@ -211,24 +211,16 @@ static ALWAYS_INLINE void from_buf(const int RR, const int nb, const qt_mm *m, c
                 accbuf[2 * (r * N + n0 + j)] = acc[r][j][0], accbuf[2 * (r * N + n0 + j) + 1] = acc[r][j][1];
 }
 
-#ifndef PF_BYTES
-#define PF_BYTES 16384 /* software prefetch distance of the weight stream, bytes (whole rows) */
-#endif
-
 static ALWAYS_INLINE void decode_type(const qt_type T, const qt_mm *m, const float *x, int r0, int r1, float *wbuf,
                                       __m256 *accbuf) {
     const qtensor *W = m->W;
     const int N = m->N, cols = W->cols;
-    /* the weights come from DRAM once per call: the rows `ahead` rows on are asked for into L2
-     * (more misses in flight than into L1; see q_rows4 in qmatmul_avx512.c) */
+    /* the rows `ahead` rows on are asked for while these are multiplied */
     const size_t rb = qt_row_bytes(T, cols);
-    const int ahead = (int)((PF_BYTES + rb - 1) / rb);
+    const int ahead = (int)((QT_PF_BYTES + rb - 1) / rb);
     for (int r = r0; r < r1;) {
         const int RR = r1 - r >= R ? R : 1;
-        for (int i = 0; i < RR && r + i + ahead < r1; i++) {
-            const char *pf = (const char *)qt_row(W, r + i + ahead);
-            for (size_t b = 0; b < rb; b += 64) _mm_prefetch(pf + b, _MM_HINT_T1);
-        }
+        for (int i = 0; i < RR && r + i + ahead < r1; i++) qt_prefetch_l2(qt_row(W, r + i + ahead), rb);
         if (N <= NB) {
             if (RR == R)
                 N == 1 ? direct(T, R, 1, m, x, r, 0) : direct(T, R, 2, m, x, r, 0);

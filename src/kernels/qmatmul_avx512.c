@@ -270,30 +270,22 @@ static void from_buf_any(int RR, int nb, const qt_mm *m, const float *x, int r0,
 #undef BUF_
 }
 
-#ifndef F_PF_BYTES
-#define F_PF_BYTES 16384 /* software prefetch distance of the weight stream, bytes (whole rows) */
-#endif
-
 /* Rows [r0, r1) of y: each group of R weight rows is widened CB columns at a time into wbuf and
  * multiplied from there with each group of at most NB rows of x. */
 static void decode_f32(const qt_mm *m, const float *x, int r0, int r1, float *wbuf, __m512 *accbuf) {
     const qtensor *W = m->W;
     const int N = m->N, cols = W->cols;
     const int groups = (N + NB - 1) / NB;
-    /* the weights come from DRAM once per call: the same columns of the row `ahead` rows on are
-     * asked for into L2 while these are widened (see q_rows4: more misses in flight) */
+    /* the same columns of the row `ahead` rows on are asked for while these are widened */
     const size_t rb = qt_row_bytes(W->type, cols);
-    const int ahead = (int)((F_PF_BYTES + rb - 1) / rb);
+    const int ahead = (int)((QT_PF_BYTES + rb - 1) / rb);
     for (int r = r0; r < r1;) {
         const int RR = r1 - r >= R ? R : 1;
         for (int c0 = 0; c0 < cols; c0 += CB) {
             const int kn = cols - c0 < CB ? cols - c0 : CB;
             const size_t b0 = qt_row_bytes(W->type, c0), b1 = c0 + kn < cols ? qt_row_bytes(W->type, c0 + kn) : rb;
             for (int i = 0; i < RR; i++) {
-                if (r + i + ahead < r1) {
-                    const char *pf = (const char *)qt_row(W, r + i + ahead);
-                    for (size_t b = b0; b < b1; b += 64) _mm_prefetch(pf + b, _MM_HINT_T1);
-                }
+                if (r + i + ahead < r1) qt_prefetch_l2(qt_row(W, r + i + ahead) + b0, b1 - b0);
                 float *wb = wbuf + i * CB;
                 if (W->type != QT_FP8) {
                     widen_any(W, qt_row(W, r + i), c0, kn, 1.0f, wb);
@@ -477,7 +469,7 @@ static perm_tables make_tables(void) {
 /* The weights of one group of `nb` (1..4) blocks starting at p: unsigned bytes (lo: values 0..15
  * of each block, hi: 16..31, block j in 128-bit lane j), and in *sw the raw bytes the scales sit
  * in: Q4_0 the group's first 64 bytes (block j's fp16 scale is word 9 j), Q8_0 the scales
- * themselves (word k: block k / 4's, as block_scales gives them). */
+ * themselves (word k: block k / 4's, the layout load_group widens). */
 static ALWAYS_INLINE void load_group_raw(const qt_type T, const uint8_t *p, int nb, const perm_tables *pt, __m512i *lo,
                                          __m512i *hi, __m512i *sw) {
     if (T == QT_Q4_0) {

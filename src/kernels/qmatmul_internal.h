@@ -18,7 +18,8 @@
 #define QT_FP8_BLOCK 128  /* FP8 scale blocks are 128 x 128 */
 
 /* Up to this many rows of x a product runs the decode kernels (each weight read once, from
- * memory, for all rows); above it, prefill (fp32 tiles of W through dsc_sgemm). */
+ * memory, for all rows); above it, prefill (fp32 tiles of W through dsc_sgemm), but see
+ * QT_INT8_MAX_N. */
 #define QT_DECODE_MAX_N 16
 /* Where the path rounds x to int8 (Q8_0/Q4_0 with AVX512-VNNI), products of up to this many rows
  * run the decode kernels too: integer dot products of the weights as they are (~280 GFLOP/s on 2
@@ -64,6 +65,17 @@ extern const qt_impl qt_impl_avx512;
 static inline const float *qt_fp8_scales(const qtensor *W, int rb) {
     return W->scale_inv + (size_t)rb * (size_t)((W->cols + QT_FP8_BLOCK - 1) / QT_FP8_BLOCK);
 }
+
+/* Asks for bytes [p, p + n) into L2 (prefetcht1). The decode kernels' weights stream from DRAM
+ * once per call, and a core keeps more misses in flight to L2 than to L1: a single stream needs
+ * many in flight to reach DRAM bandwidth. */
+static inline void qt_prefetch_l2(const void *p, size_t n) {
+    for (size_t b = 0; b < n; b += 64) __builtin_prefetch((const char *)p + b, 0, 2);
+}
+
+/* How far ahead the widening decode paths (F32/F16/BF16/FP8, and Q8_0/Q4_0 without VNNI) ask
+ * for the weight stream, bytes (rounded up to whole rows). */
+#define QT_PF_BYTES 16384
 
 static inline const uint8_t *qt_row(const qtensor *W, int r) {
     return (const uint8_t *)W->data + (size_t)r * qt_row_bytes(W->type, W->cols);

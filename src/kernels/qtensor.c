@@ -366,9 +366,8 @@ static decode_task task_at(const decode_task *list, int k, int tr, const qt_mm *
 
 static void prefetch_task_head(const qt_mm *mm, decode_task t) {
     const qtensor *W = mm[t.job].W;
-    const size_t rb = qt_row_bytes(W->type, W->cols), all = rb * (size_t)(t.r1 - t.r0);
-    const char *p = (const char *)qt_row(W, t.r0);
-    for (size_t b = 0; b < all && b < TASK_HEAD_BYTES; b += 64) __builtin_prefetch(p + b, 0, 2);
+    const size_t all = qt_row_bytes(W->type, W->cols) * (size_t)(t.r1 - t.r0);
+    qt_prefetch_l2(qt_row(W, t.r0), all < TASK_HEAD_BYTES ? all : TASK_HEAD_BYTES);
 }
 
 static void run_tasks(const qt_impl *im, const qt_mm *mm, const decode_task *list, int ntask, int tr, int nt) {
